@@ -1,0 +1,80 @@
+"""Hard Dirichlet conditions: ``u_k = g_k + d_k * N_k`` for each output component k.
+
+``d_k`` vanishes on the faces where component k is prescribed (and is 1 where it is free), so
+``u_k = g_k`` there for any network ``N``; ``g_k`` is the prescribed data, extended into the domain
+by its own formula.  The product rule gives ``grad u_k = grad g_k + N_k grad d_k + d_k grad N_k``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+from vpinn.calculus import value_and_gradient
+from vpinn.fields.network import Field
+
+Tensor = torch.Tensor
+DistanceFunction = Callable[[Tensor], tuple[Tensor, Tensor]]
+
+
+@dataclass
+class HardDirichletAnsatz:
+    """A trial function satisfying Dirichlet data exactly.
+
+    Parameters
+    ----------
+    field:
+        The network ``N`` with m outputs.
+    distances:
+        One function per component returning ``d_k`` (b,) and ``grad d_k`` (b, 3), or None
+        where the component is free (``d_k = 1``).
+    lifts:
+        One function per component returning ``g_k`` (b,), or None for ``g_k = 0``.
+    """
+
+    field: Field
+    distances: Sequence[DistanceFunction | None]
+    lifts: Sequence[Callable[[Tensor], Tensor] | None]
+
+    def _factors(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        values, grads = [], []
+        for distance in self.distances:
+            if distance is None:
+                values.append(torch.ones_like(x[:, 0]))
+                grads.append(torch.zeros_like(x))
+            else:
+                d, grad = distance(x)
+                values.append(d)
+                grads.append(grad)
+        return torch.stack(values, dim=1), torch.stack(grads, dim=1)
+
+    def _lift(self, x: Tensor, with_gradient: bool) -> tuple[Tensor | None, Tensor | None]:
+        """``g`` (b, m) and, if asked, ``grad g`` (b, m, 3); None when every ``g_k = 0``."""
+        if all(g is None for g in self.lifts):
+            return None, None
+        zero = torch.zeros_like(x[:, 0])
+        value = torch.stack([g(x) if g is not None else zero for g in self.lifts], dim=1)
+        if not with_gradient:
+            return value, None
+        grads = [value_and_gradient(g, x)[1] if g is not None else torch.zeros_like(x) for g in self.lifts]
+        return value, torch.stack(grads, dim=1)
+
+    def __call__(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``u`` (b, m) and its spatial Jacobian (b, m, 3) at ``x`` (b, 3)."""
+        n, grad_n = self.field.value_and_jacobian(x)
+        d, grad_d = self._factors(x)
+        u = d * n
+        grad_u = grad_d * n[..., None] + d[..., None] * grad_n
+        g, grad_g = self._lift(x, with_gradient=True)
+        if g is not None:
+            u, grad_u = u + g, grad_u + grad_g
+        return u, grad_u
+
+    def value(self, x: Tensor) -> Tensor:
+        """``u`` (b, m) only: no Jacobian is computed (boundary terms need none)."""
+        d, _ = self._factors(x)
+        u = d * self.field(x)
+        g, _ = self._lift(x, with_gradient=False)
+        return u if g is None else u + g
