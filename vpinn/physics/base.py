@@ -1,0 +1,82 @@
+"""What every PDE module provides: the energy's integrals, the trial function, error norms.
+
+A PDE is described to the rest of vpinn by a :class:`Physics`: a list of :class:`Term` (the
+integrals whose sum is the loss, each with its own quadrature rule and minibatch size), the trial
+function (hard-BC ansatz around the network), the exact solution if known, the density of the
+energy norm, and the derived fields written on export.  Densities are plain functions of the
+points and of ``(u, grad u)``, so the same density gives the loss of the network and, applied to
+the exact solution, the reference energy ``E(u*)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Callable, Sequence
+
+import torch
+
+from vpinn.calculus import value_and_gradient
+from vpinn.expressions import Expression
+from vpinn.fields.ansatz import HardDirichletAnsatz
+from vpinn.quadrature.base import PointBatch, QuadratureRule
+
+Tensor = torch.Tensor
+#: (points, u (b, m), grad u (b, m, 3) or None) -> integrand (b,)
+Density = Callable[[PointBatch, Tensor, Tensor | None], Tensor]
+
+
+@dataclass(frozen=True)
+class Term:
+    """One integral ``sum_i w_i density(x_i, u, grad u)`` of the loss, over the domain or over
+    a boundary part (``on_boundary``)."""
+
+    name: str
+    rule: QuadratureRule
+    batch: int
+    density: Density
+    needs_gradient: bool = True
+    on_boundary: bool = False
+
+    def with_rule(self, rule: QuadratureRule) -> "Term":
+        """The same integrand on another rule (e.g. the finishing rule)."""
+        return replace(self, rule=rule)
+
+
+@dataclass(frozen=True)
+class ExactSolution:
+    """A closed-form solution, one expression per component."""
+
+    components: Sequence[Expression]
+
+    def __call__(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Values (b, m) and Jacobian (b, m, 3) at ``x`` (b, 3)."""
+        parts = [value_and_gradient(c, x) for c in self.components]
+        return torch.stack([p[0] for p in parts], dim=1), torch.stack([p[1] for p in parts], dim=1)
+
+    def value(self, x: Tensor) -> Tensor:
+        return torch.stack([c(x) for c in self.components], dim=1)
+
+
+@dataclass
+class Physics:
+    """Everything the trainer, evaluator and exporter need to know about one PDE.
+
+    ``energy_norm(points, grad_error)`` is the density of the squared energy norm (b,);
+    ``derived(points, u, grad_u)`` returns named fields (b,) or (b, k) to export.
+    """
+
+    solution: HardDirichletAnsatz
+    terms: list[Term]
+    energy_norm: Callable[[Tensor, Tensor], Tensor]
+    derived: Callable[[Tensor, Tensor, Tensor], dict[str, Tensor]]
+    exact: ExactSolution | None = None
+    component_names: Sequence[str] = field(default_factory=lambda: ("u",))
+
+
+def integrand(term: Term, trial: Callable, batch: PointBatch) -> Tensor:
+    """``term``'s density at ``batch`` for a trial function (the ansatz or an exact solution)."""
+    if term.needs_gradient:
+        u, grad_u = trial(batch.points)
+    else:
+        u, grad_u = (trial.value(batch.points), None)
+    return term.density(batch, u, grad_u)

@@ -1,0 +1,84 @@
+"""Poisson's equation ``-div(k grad u) = f`` in its energy (Deep Ritz) form.
+
+The solution minimises, over functions equal to the Dirichlet data,
+
+    E(u) = integral_Omega ( k |grad u|^2 / 2 - f u ) dx  -  integral_Gamma_N h u ds,
+
+with ``h = k du/dn`` the Neumann flux.  At the minimiser ``E(u*) = -(1/2) integral k |grad u*|^2``
+plus Neumann terms, and ``E(u) - E(u*) = (1/2) ||u - u*||_E^2`` with the energy norm
+``||v||_E^2 = integral k |grad v|^2``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from vpinn.calculus import flux_divergence
+from vpinn.fields.ansatz import HardDirichletAnsatz
+from vpinn.fields.network import Field
+from vpinn.geometry.box import Box
+from vpinn.physics.base import ExactSolution, Physics, Term
+from vpinn.problem.spec import ProblemSpec
+from vpinn.quadrature import ConcatRule, build_rule
+from vpinn.quadrature.base import PointBatch
+
+Tensor = torch.Tensor
+
+
+def energy_density(u: Tensor, grad_u: Tensor, source: Tensor, coefficient: Tensor) -> Tensor:
+    """``k |grad u|^2 / 2 - f u`` (b,) from u (b,), grad u (b, 3), f (b,), k (b,)."""
+    return 0.5 * coefficient * (grad_u * grad_u).sum(dim=1) - source * u
+
+
+def flux_density(u: Tensor, flux: Tensor) -> Tensor:
+    """``-h u`` (b,): the Neumann boundary term's integrand."""
+    return -flux * u
+
+
+def build(spec: ProblemSpec, domain: Box, field: Field) -> Physics:
+    """The Poisson :class:`Physics` of a problem spec on a box."""
+    pde = spec.pde
+    exact = ExactSolution([spec.exact.u]) if spec.exact is not None else None
+    coefficient = pde.coefficient
+    source = -flux_divergence(coefficient, spec.exact.u) if pde.source == "auto" else pde.source
+
+    dirichlet = [bc for bc in spec.bc if bc.type == "dirichlet"]
+    faces = tuple(f for bc in dirichlet for f in bc.faces)
+    lift = None
+    if dirichlet:
+        data = spec.exact.u if dirichlet[0].value == "auto" else dirichlet[0].value
+        lift = None if data.is_constant and data.constant_value == 0 else data
+    solution = HardDirichletAnsatz(field, [domain.distance(faces) if faces else None], [lift])
+
+    def energy(batch: PointBatch, u: Tensor, grad_u: Tensor | None) -> Tensor:
+        x = batch.points
+        return energy_density(u[:, 0], grad_u[:, 0], source(x), coefficient(x))
+
+    terms = [Term("energy", build_rule(spec.quadrature.training, domain.volume_map()), spec.train.batch, energy)]
+    for i, bc in enumerate(spec.bc):
+        if bc.type == "neumann":
+            terms.append(_neumann_term(f"flux{i}", bc, spec, domain, coefficient))
+
+    def energy_norm(x: Tensor, grad_error: Tensor) -> Tensor:
+        return coefficient(x) * (grad_error * grad_error).sum(dim=(1, 2))
+
+    def derived(x: Tensor, u: Tensor, grad_u: Tensor) -> dict[str, Tensor]:
+        return {"u": u[:, 0], "grad_u": grad_u[:, 0]}
+
+    return Physics(solution, terms, energy_norm, derived, exact)
+
+
+def _neumann_term(name: str, bc, spec: ProblemSpec, domain: Box, coefficient) -> Term:
+    rule = ConcatRule([build_rule(spec.quadrature.boundary, domain.face_map(f)) for f in bc.faces])
+    if bc.value == "auto":
+        flux_vector = [coefficient * du for du in spec.exact.u.gradient()]  # k grad u*
+
+        def flux(batch: PointBatch) -> Tensor:
+            return sum(component(batch.points) * batch.normals[:, i] for i, component in enumerate(flux_vector))
+    else:
+        flux = lambda batch: bc.value(batch.points)  # noqa: E731
+
+    def density(batch: PointBatch, u: Tensor, grad_u: Tensor | None) -> Tensor:
+        return flux_density(u[:, 0], flux(batch))
+
+    return Term(name, rule, spec.train.boundary_batch, density, needs_gradient=False, on_boundary=True)
