@@ -1,0 +1,95 @@
+"""The compute device, the CPU allocator settings, and peak-memory readings.
+
+Peak memory is measured as follows (README, "Memory"):
+
+* CUDA: ``torch.cuda.max_memory_allocated`` - bytes of live tensors at the peak, exact.
+* CPU: the process's peak resident set size, ``VmHWM`` from ``/proc/self/status`` (Linux), or
+  ``ru_maxrss`` from :func:`resource.getrusage` elsewhere.  It includes the interpreter and
+  torch's own footprint, so comparisons subtract a baseline read just before the work starts,
+  in a fresh process per case (``run.py memory``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import resource
+import sys
+from pathlib import Path
+
+import torch
+
+from vpinn.errors import VpinnError
+
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+
+
+def choose_device(requested: str | None = None) -> torch.device:
+    """``requested`` ("cpu", "cuda", "cuda:1"), else CUDA when available, else the CPU."""
+    if requested is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise VpinnError(f"--device: unknown device {requested!r} (use cpu or cuda)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise VpinnError(f"--device {requested}: CUDA is not available on this machine")
+    if device.type not in ("cpu", "cuda"):
+        raise VpinnError(f"--device {requested}: only cpu and cuda are supported")
+    return device
+
+
+def keep_freed_memory() -> bool:
+    """Stop glibc from returning large freed blocks to the OS after every training step.
+
+    By default glibc serves each large tensor with a fresh ``mmap`` and unmaps it when freed,
+    so every step pays page faults and zeroing for all its activations.  Disabling mmap for
+    large blocks and raising the trim threshold keeps freed memory in the heap for reuse
+    (``run.py memory --allocator`` measures the effect).  Returns False where glibc is absent.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    name = ctypes.util.find_library("c")
+    if not name:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        ok = libc.mallopt(_M_MMAP_MAX, 0) == 1
+        return ok and libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1
+    except (OSError, AttributeError):
+        return False
+
+
+def peak_resident_bytes() -> int:
+    """Peak resident set size of this process so far, in bytes (CPU memory)."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return usage if sys.platform == "darwin" else usage * 1024
+
+
+def current_resident_bytes() -> int:
+    """Current resident set size of this process, in bytes (0 where unknown)."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def peak_memory_bytes(device: torch.device) -> int:
+    """Peak memory of ``device``: CUDA tensors at their peak, or the process's peak RSS on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    return peak_resident_bytes()
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued work on ``device`` (for honest timings)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
