@@ -1,0 +1,112 @@
+"""Training and solution plots (matplotlib, object interface: no global pyplot state).
+
+* ``loss.png``: the training loss (linear: minibatch estimates scatter on both sides of the
+  optimum), the loss functional evaluated exactly on the evaluation rule minus ``E(u*)`` when
+  the exact solution is known (log scale), and the gradient norm (log scale).
+* ``error.png``: relative L2, H1-seminorm and energy-norm errors against the step (log scale).
+* ``solution.png``: the computed and exact solution and the error on the grid's middle z-slice.
+Each is written atomically; a vertical line marks the switch from Adam to L-BFGS.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from vpinn.atomic import atomic_path
+
+
+def _save(figure: Figure, path: str | Path) -> None:
+    FigureCanvasAgg(figure)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=120, bbox_inches="tight")
+
+
+def _column(rows: Sequence[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
+    pairs = [(r["step"], r[key]) for r in rows if r.get(key) is not None and math.isfinite(r[key])]
+    if not pairs:
+        return np.empty(0), np.empty(0)
+    steps, values = zip(*pairs)
+    return np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
+
+
+def _mark_phases(axes, rows: Sequence[dict]) -> None:
+    switch = next((r["step"] for r in rows if r["phase"] == "lbfgs"), None)
+    if switch is not None:
+        axes.axvline(switch, color="0.6", linestyle=":", linewidth=1, label="L-BFGS starts")
+
+
+def plot_loss(path: str | Path, rows: Sequence[dict], exact_energy: float | None) -> None:
+    """``loss.png`` from the history rows: three panels, see the module docstring."""
+    figure = Figure(figsize=(14, 4))
+    raw, gap, gradient = figure.subplots(1, 3)
+    steps, loss = _column(rows, "loss")
+    raw.plot(steps, loss, linewidth=0.8, label="training loss (minibatch estimate; exact sum for L-BFGS)")
+    steps_e, energy = _column(rows, "energy")
+    if exact_energy is not None:
+        raw.axhline(exact_energy, color="k", linestyle="--", linewidth=1, label=f"E(u*) = {exact_energy:.8g}")
+        above = energy - exact_energy
+        keep = above > 0  # non-positive values are quadrature round-off at convergence
+        gap.semilogy(steps_e[keep], above[keep], marker="o", markersize=3)
+        gap.set_ylabel("E(u) − E(u*)")
+        gap.set_title("energy above the exact solution's\n(evaluation rule; = ½‖u − u*‖²_E)")
+    else:
+        gap.plot(steps_e, energy, marker="o", markersize=3)
+        gap.set_ylabel("E(u)")
+        gap.set_title("loss functional on the evaluation rule")
+    low, high = np.percentile(loss, [2, 100]) if loss.size else (0, 1)
+    raw.set_ylim(low - 0.05 * (high - low), high + 0.05 * (high - low))
+    raw.set_ylabel("loss")
+    raw.set_title("training loss")
+    raw.legend(fontsize=7)
+    steps_g, grad = _column(rows, "grad_norm")
+    gradient.semilogy(steps_g, grad, linewidth=0.8)
+    gradient.set_ylabel("gradient norm")
+    gradient.set_title("gradient norm (before clipping)")
+    for axes in (raw, gap, gradient):
+        axes.set_xlabel("step")
+        axes.grid(True, which="both", alpha=0.3)
+        _mark_phases(axes, rows)
+    _save(figure, path)
+
+
+def plot_errors(path: str | Path, rows: Sequence[dict]) -> None:
+    """``error.png``: the relative errors recorded in the history."""
+    figure = Figure(figsize=(6, 4))
+    axes = figure.subplots()
+    for key, label in (("rel_l2", "relative L2"), ("rel_h1", "relative H1 seminorm"), ("rel_energy", "relative energy norm")):
+        steps, values = _column(rows, key)
+        if values.size:
+            axes.semilogy(steps, values, marker="o", markersize=3, label=label)
+    _mark_phases(axes, rows)
+    axes.set_xlabel("step")
+    axes.set_ylabel("relative error")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend()
+    _save(figure, path)
+
+
+def plot_slice(path: str | Path, fields: dict[str, np.ndarray], shape: tuple[int, int, int],
+               lower, upper, primary: str = "u") -> None:
+    """``solution.png``: the middle z-slice of the computed field, the exact one and the error."""
+    names = [primary] + [n for n in (f"{primary}_exact", "error") if n in fields]
+    figure = Figure(figsize=(4.2 * len(names), 3.6))
+    panels = np.atleast_1d(figure.subplots(1, len(names)))
+    nx, ny, nz = shape
+    for axes, name in zip(panels, names):
+        values = fields[name]
+        values = np.linalg.norm(values, axis=1) if values.ndim == 2 else values
+        plane = values.reshape(nz, ny, nx)[nz // 2]
+        image = axes.imshow(plane, origin="lower", extent=(lower[0], upper[0], lower[1], upper[1]),
+                            cmap="RdBu_r" if name == "error" else "viridis")
+        figure.colorbar(image, ax=axes, shrink=0.85)
+        z = lower[2] + (upper[2] - lower[2]) * (nz // 2) / (nz - 1)
+        axes.set_title(f"{name}{' magnitude' if fields[name].ndim == 2 else ''} at z = {z:.3g}")
+        axes.set_xlabel("x")
+        axes.set_ylabel("y")
+    _save(figure, path)
