@@ -38,9 +38,13 @@ class Setup:
         return self.field.weights[0].dtype
 
 
+#: ``[domain] type`` -> builder of the domain object from its spec
+DOMAINS = {"box": lambda spec: Box(spec.lower, spec.upper)}
+
+
 def build_domain(spec: ProblemSpec) -> Box:
     """The domain object of ``[domain]``."""
-    return Box(spec.domain.lower, spec.domain.upper)
+    return DOMAINS[spec.domain.type](spec.domain)
 
 
 def build_setup(spec: ProblemSpec, device: torch.device) -> Setup:

@@ -83,13 +83,13 @@ def _finish(setup: Setup, result: TrainResult, out: Path, started: float, overri
     errors = relative_errors(physics, setup.evaluation_rule, chunk, device, dtype) if physics.exact else {}
     exact_energy = energy(physics, physics.exact, setup.evaluation_rule, chunk, device, dtype) if physics.exact else None
     shape = spec.output.grid
-    points = grid_points(setup.domain.lower, setup.domain.upper, shape)
+    points = grid_points(setup.domain.volume_map(), shape)
     fields = evaluate_fields(physics, points, chunk, device, dtype)
     for file_format in spec.output.formats:
         write_grid(out / f"solution.{file_format}", points, shape, fields, file_format)
     plot_loss(out / "loss.png", result.history, exact_energy)
     plot_errors(out / "error.png", result.history)
-    plot_slice(out / "solution.png", fields, shape, setup.domain.lower, setup.domain.upper)
+    plot_slice(out / "solution.png", points, fields, shape, physics.primary)
     summary = {
         "problem": spec.name,
         "status": result.status,

@@ -1,10 +1,11 @@
 """Solution fields on a structured grid, written with meshio (VTU, XDMF).
 
-The grid spans the domain's bounding box with ``grid`` nodes per direction; the fields are the
-physics' derived fields of the network (``u`` and ``grad_u`` for Poisson), and, where the exact
-solution is known, ``<primary>_exact`` and ``error = computed - exact`` (plus
-``error_magnitude`` for vector fields).  Cells are VTK hexahedra, so ParaView opens the files as
-an unstructured grid with point data.
+The grid is a uniform grid of ``grid`` nodes per direction on the parameter cube, pushed through
+the domain's volume map (for a box: a uniform grid of the box; for curved domains a curvilinear
+grid that follows the domain).  The fields are the physics' derived fields of the network
+(``u`` and ``grad_u`` for Poisson), and, where the exact solution is known, ``<primary>_exact``
+and ``error = computed - exact`` (plus ``error_magnitude`` for vector fields).  Cells are VTK
+hexahedra, so ParaView opens the files as an unstructured grid with point data.
 """
 
 from __future__ import annotations
@@ -16,14 +17,16 @@ import numpy as np
 import torch
 
 from vpinn.atomic import atomic_path
+from vpinn.geometry.maps import ParameterMap
 from vpinn.physics.base import Physics
 
 
-def grid_points(lower, upper, shape: tuple[int, int, int]) -> np.ndarray:
-    """Nodes (n, 3) of a grid of ``shape`` nodes, x fastest (VTK order)."""
-    axes = [np.linspace(lo, hi, n) for lo, hi, n in zip(lower, upper, shape)]
-    z, y, x = np.meshgrid(axes[2], axes[1], axes[0], indexing="ij")
-    return np.stack([x.ravel(), y.ravel(), z.ravel()], axis=1)
+def grid_points(volume_map: ParameterMap, shape: tuple[int, int, int]) -> np.ndarray:
+    """Nodes (n, 3) of a grid of ``shape`` nodes on the parameter cube, mapped; first axis fastest."""
+    axes = [np.linspace(0.0, 1.0, n) for n in shape]
+    w, v, u = np.meshgrid(axes[2], axes[1], axes[0], indexing="ij")
+    params = torch.from_numpy(np.stack([u.ravel(), v.ravel(), w.ravel()], axis=1))
+    return volume_map(params).points.numpy()
 
 
 def hexahedra(shape: tuple[int, int, int]) -> np.ndarray:
@@ -39,9 +42,9 @@ def hexahedra(shape: tuple[int, int, int]) -> np.ndarray:
     )
 
 
-def evaluate_fields(physics: Physics, points: np.ndarray, chunk: int, device, dtype,
-                    primary: str = "u") -> dict[str, np.ndarray]:
+def evaluate_fields(physics: Physics, points: np.ndarray, chunk: int, device, dtype) -> dict[str, np.ndarray]:
     """Derived fields (and exact/error fields) at ``points`` (n, 3), evaluated in chunks."""
+    primary = physics.primary
     pieces: dict[str, list[np.ndarray]] = {}
     with torch.no_grad():
         for start in range(0, len(points), chunk):

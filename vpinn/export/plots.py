@@ -91,22 +91,24 @@ def plot_errors(path: str | Path, rows: Sequence[dict]) -> None:
     _save(figure, path)
 
 
-def plot_slice(path: str | Path, fields: dict[str, np.ndarray], shape: tuple[int, int, int],
-               lower, upper, primary: str = "u") -> None:
-    """``solution.png``: the middle z-slice of the computed field, the exact one and the error."""
+def plot_slice(path: str | Path, points: np.ndarray, fields: dict[str, np.ndarray], shape: tuple[int, int, int],
+               primary: str = "u") -> None:
+    """``solution.png``: the computed field, the exact one and the error on the grid's middle
+    third-axis layer (for a box, the middle z-slice), drawn at the layer's own (x, y) positions."""
     names = [primary] + [n for n in (f"{primary}_exact", "error") if n in fields]
     figure = Figure(figsize=(4.2 * len(names), 3.6))
     panels = np.atleast_1d(figure.subplots(1, len(names)))
     nx, ny, nz = shape
+    layer = points.reshape(nz, ny, nx, 3)[nz // 2]
     for axes, name in zip(panels, names):
         values = fields[name]
         values = np.linalg.norm(values, axis=1) if values.ndim == 2 else values
         plane = values.reshape(nz, ny, nx)[nz // 2]
-        image = axes.imshow(plane, origin="lower", extent=(lower[0], upper[0], lower[1], upper[1]),
-                            cmap="RdBu_r" if name == "error" else "viridis")
+        image = axes.pcolormesh(layer[..., 0], layer[..., 1], plane, shading="gouraud",
+                                cmap="RdBu_r" if name == "error" else "viridis")
         figure.colorbar(image, ax=axes, shrink=0.85)
-        z = lower[2] + (upper[2] - lower[2]) * (nz // 2) / (nz - 1)
-        axes.set_title(f"{name}{' magnitude' if fields[name].ndim == 2 else ''} at z = {z:.3g}")
+        axes.set_aspect("equal")
+        axes.set_title(f"{name}{' magnitude' if fields[name].ndim == 2 else ''}, middle layer")
         axes.set_xlabel("x")
         axes.set_ylabel("y")
     _save(figure, path)

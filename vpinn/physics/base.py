@@ -10,7 +10,7 @@ the exact solution, the reference energy ``E(u*)``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 import torch
@@ -62,7 +62,8 @@ class Physics:
     """Everything the trainer, evaluator and exporter need to know about one PDE.
 
     ``energy_norm(points, grad_error)`` is the density of the squared energy norm (b,);
-    ``derived(points, u, grad_u)`` returns named fields (b,) or (b, k) to export.
+    ``derived(points, u, grad_u)`` returns named fields (b,) or (b, k) to export, among them
+    ``primary`` (the solution itself, compared with the exact one on export).
     """
 
     solution: HardDirichletAnsatz
@@ -70,7 +71,7 @@ class Physics:
     energy_norm: Callable[[Tensor, Tensor], Tensor]
     derived: Callable[[Tensor, Tensor, Tensor], dict[str, Tensor]]
     exact: ExactSolution | None = None
-    component_names: Sequence[str] = field(default_factory=lambda: ("u",))
+    primary: str = "u"
 
 
 def integrand(term: Term, trial: Callable, batch: PointBatch) -> Tensor:
