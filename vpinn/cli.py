@@ -2,7 +2,8 @@
 
 Commands: ``solve`` trains a problem file and writes results; ``bench`` times training steps
 across batch sizes.  User mistakes print one line (``error: ...``) and exit with status 2; Ctrl-C
-during training saves a checkpoint and exits with status 130.
+during training saves a checkpoint and exits with status 130.  Doubtful inputs print one line
+(``warning: ...``) and go on.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 import argparse
 import sys
 import tomllib
+import warnings
 from pathlib import Path
 
-from vpinn.errors import VpinnError
+from vpinn.errors import VpinnError, VpinnWarning
 
 DEFAULT_PROBLEM = "problems/poisson_cube.toml"
 
@@ -79,6 +81,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    with warnings.catch_warnings():
+        usual = warnings.showwarning
+
+        def show(message, category, *rest, **keywords) -> None:
+            """A :class:`VpinnWarning` as one line ``warning: ...``; other warnings as usual."""
+            if issubclass(category, VpinnWarning):
+                print(f"warning: {message}", file=sys.stderr)
+            else:
+                usual(message, category, *rest, **keywords)
+
+        warnings.showwarning = show
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         if args.command == "solve":
             from vpinn.device import keep_freed_memory

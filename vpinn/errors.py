@@ -12,6 +12,11 @@ class VpinnError(Exception):
     """An error caused by user input; its message is complete on one line."""
 
 
+class VpinnWarning(UserWarning):
+    """A doubtful but valid input (e.g. a nearly incompressible material); the command line
+    prints it as one line ``warning: ...`` and carries on."""
+
+
 class SpecError(VpinnError):
     """A value in a problem specification is wrong.
 

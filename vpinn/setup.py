@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from vpinn.fields.network import Field
-from vpinn.geometry.box import Box
+from vpinn.geometry import Box, Domain, SphereOctant
 from vpinn.physics import BUILDERS, COMPONENTS, Physics
 from vpinn.problem.spec import ProblemSpec
 from vpinn.quadrature import QuadratureRule, build_rule
@@ -26,7 +26,7 @@ class Setup:
 
     spec: ProblemSpec
     device: torch.device
-    domain: Box
+    domain: Domain
     field: Field
     physics: Physics
     evaluation_rule: QuadratureRule
@@ -39,10 +39,13 @@ class Setup:
 
 
 #: ``[domain] type`` -> builder of the domain object from its spec
-DOMAINS = {"box": lambda spec: Box(spec.lower, spec.upper)}
+DOMAINS = {
+    "box": lambda spec: Box(spec.lower, spec.upper),
+    "sphere_octant": lambda spec: SphereOctant(spec.inner_radius, spec.outer_radius),
+}
 
 
-def build_domain(spec: ProblemSpec) -> Box:
+def build_domain(spec: ProblemSpec) -> Domain:
     """The domain object of ``[domain]``."""
     return DOMAINS[spec.domain.type](spec.domain)
 
@@ -51,7 +54,8 @@ def build_setup(spec: ProblemSpec, device: torch.device) -> Setup:
     """Everything a solve needs, with weights initialised from ``train.seed``."""
     domain = build_domain(spec)
     generator = torch.Generator().manual_seed(spec.train.seed)
-    field = Field(spec.model, COMPONENTS[spec.pde.type], domain.lower, domain.upper, generator)
+    coordinates = domain.input_features() if spec.model.domain_coordinates else None
+    field = Field(spec.model, COMPONENTS[spec.pde.type], domain.lower, domain.upper, generator, coordinates)
     field = field.to(device=device, dtype=DTYPES[spec.train.dtype])
     physics = BUILDERS[spec.pde.type](spec, domain, field)
     volume = domain.volume_map()

@@ -2,8 +2,9 @@
 
 Writes into the output directory (``results/<name>`` by default):
 ``summary.json``, ``history.csv``, ``loss.png``, ``error.png``, ``solution.png``,
-``solution.vtu`` (and ``solution.xdmf`` if asked), ``problem.toml`` (a copy of the input) and
-``checkpoint.pt``.  Every file is written atomically.
+``solution.vtu`` (and ``solution.xdmf`` if asked), ``profile.csv`` and ``profile.png`` where the
+domain has a profile line (the hollow sphere's radius), ``problem.toml`` (a copy of the input)
+and ``checkpoint.pt``.  Every file is written atomically.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ import torch
 
 from vpinn.atomic import write_text
 from vpinn.device import choose_device, peak_memory_bytes
-from vpinn.errors import TrainingDiverged
+from vpinn.errors import SpecError, TrainingDiverged
 from vpinn.evaluate import energy, relative_errors
-from vpinn.export import evaluate_fields, grid_points, plot_errors, plot_loss, plot_slice, write_csv, write_grid, write_json
-from vpinn.problem import ProblemSpec, load_problem
+from vpinn.export import (PROFILE_POINTS, evaluate_fields, grid_points, plot_errors, plot_loss, plot_slice, write_csv,
+                          write_grid, write_json, write_profile)
+from vpinn.problem import ProblemSpec, in_file, load_problem
 from vpinn.setup import Setup, build_setup
 from vpinn.train import Trainer, TrainResult
 
@@ -48,11 +50,15 @@ def solve(problem_path: str | Path, options: SolveOptions = SolveOptions(), echo
     started = time.perf_counter()
     spec = load_problem(problem_path, options.overrides)
     device = choose_device(options.device)
+    text = Path(problem_path).read_text(encoding="utf-8")
+    try:
+        setup = build_setup(spec, device)
+    except SpecError as err:  # a check that needs the built domain or physics
+        raise in_file(err, str(problem_path), text) from None
     out = output_directory(spec, options.output)
     out.mkdir(parents=True, exist_ok=True)
     settings = "".join(f"# run with --set {key}={value!r}\n" for key, value in options.overrides.items())
-    write_text(out / "problem.toml", settings + Path(problem_path).read_text(encoding="utf-8"))
-    setup = build_setup(spec, device)
+    write_text(out / "problem.toml", settings + text)
     trainer = Trainer(setup, out / "checkpoint.pt", max_time=options.max_time, progress=options.progress)
     if options.resume:
         trainer.resume(out / "checkpoint.pt")
@@ -90,6 +96,7 @@ def _finish(setup: Setup, result: TrainResult, out: Path, started: float, overri
     plot_loss(out / "loss.png", result.history, exact_energy)
     plot_errors(out / "error.png", result.history)
     plot_slice(out / "solution.png", points, fields, shape, physics.primary)
+    write_profile(out, physics, setup.domain.profile(PROFILE_POINTS), device, dtype)
     summary = {
         "problem": spec.name,
         "status": result.status,

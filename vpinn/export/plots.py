@@ -4,8 +4,11 @@
   optimum), the loss functional evaluated exactly on the evaluation rule minus ``E(u*)`` when
   the exact solution is known (log scale), and the gradient norm (log scale).
 * ``error.png``: relative L2, H1-seminorm and energy-norm errors against the step (log scale).
-* ``solution.png``: the computed and exact solution and the error on the grid's middle z-slice.
-Each is written atomically; a vertical line marks the switch from Adam to L-BFGS.
+* ``solution.png``: the computed and exact solution and the error on the grid's middle layer
+  (for a box the middle z-slice), drawn in that layer's own plane.
+* ``profile.png``: fields along a domain's profile line (e.g. a radius), computed against exact.
+Each is written atomically; in the history plots a vertical line marks the switch from Adam to
+L-BFGS.
 """
 
 from __future__ import annotations
@@ -91,24 +94,72 @@ def plot_errors(path: str | Path, rows: Sequence[dict]) -> None:
     _save(figure, path)
 
 
+def _axis_label(direction: np.ndarray) -> str:
+    """``"x"`` for a coordinate axis, else e.g. ``"0.71x + 0.71y"``."""
+    terms = [(c, name) for c, name in zip(direction, "xyz") if abs(c) > 1e-9]
+    if len(terms) == 1 and abs(abs(terms[0][0]) - 1) < 1e-9:
+        return ("-" if terms[0][0] < 0 else "") + terms[0][1]
+    return " + ".join(f"{c:.2g}{name}" for c, name in terms).replace("+ -", "- ")
+
+
+def plane_coordinates(layer: np.ndarray) -> tuple[np.ndarray, np.ndarray, str, str]:
+    """Coordinates of points (..., 3) of a (nearly) plane layer in that plane, and axis labels.
+
+    The plane's normal is the points' direction of least spread; its axes are the two
+    coordinate axes that lie most nearly in it, projected onto it and made orthonormal.  A z-slice
+    of a box is drawn in its x and y; a meridional plane of a sphere in its radius and z.
+    """
+    flat = layer.reshape(-1, 3)
+    normal = np.linalg.svd(flat - flat.mean(0), full_matrices=False)[2][-1]
+    projected = np.eye(3) - np.outer(normal, normal)  # row k: axis k projected onto the plane
+    first, second = sorted(np.argsort(-np.linalg.norm(projected, axis=1), kind="stable")[:2])
+    e1 = projected[first] / np.linalg.norm(projected[first])
+    e2 = projected[second] - (projected[second] @ e1) * e1
+    e2 /= np.linalg.norm(e2)
+    shape = layer.shape[:-1]
+    return (flat @ e1).reshape(shape), (flat @ e2).reshape(shape), _axis_label(e1), _axis_label(e2)
+
+
 def plot_slice(path: str | Path, points: np.ndarray, fields: dict[str, np.ndarray], shape: tuple[int, int, int],
                primary: str = "u") -> None:
     """``solution.png``: the computed field, the exact one and the error on the grid's middle
-    third-axis layer (for a box, the middle z-slice), drawn at the layer's own (x, y) positions."""
+    third-axis layer (for a box, the middle z-slice), drawn in the layer's own plane
+    (:func:`plane_coordinates`); vector fields as their magnitude."""
     names = [primary] + [n for n in (f"{primary}_exact", "error") if n in fields]
     figure = Figure(figsize=(4.2 * len(names), 3.6))
     panels = np.atleast_1d(figure.subplots(1, len(names)))
     nx, ny, nz = shape
-    layer = points.reshape(nz, ny, nx, 3)[nz // 2]
+    horizontal, vertical, horizontal_label, vertical_label = plane_coordinates(points.reshape(nz, ny, nx, 3)[nz // 2])
     for axes, name in zip(panels, names):
         values = fields[name]
         values = np.linalg.norm(values, axis=1) if values.ndim == 2 else values
         plane = values.reshape(nz, ny, nx)[nz // 2]
-        image = axes.pcolormesh(layer[..., 0], layer[..., 1], plane, shading="gouraud",
-                                cmap="RdBu_r" if name == "error" else "viridis")
+        image = axes.pcolormesh(horizontal, vertical, plane, shading="gouraud",
+                                cmap="RdBu_r" if name == "error" and fields[name].ndim == 1 else "viridis")
         figure.colorbar(image, ax=axes, shrink=0.85)
         axes.set_aspect("equal")
         axes.set_title(f"{name}{' magnitude' if fields[name].ndim == 2 else ''}, middle layer")
-        axes.set_xlabel("x")
-        axes.set_ylabel("y")
+        axes.set_xlabel(horizontal_label)
+        axes.set_ylabel(vertical_label)
+    _save(figure, path)
+
+
+def plot_profile(path: str | Path, label: str, coordinate: np.ndarray,
+                 values: dict[str, tuple[np.ndarray, np.ndarray | None]]) -> None:
+    """``profile.png``: one panel per field along a profile line, computed (line) against exact
+    (dashed) where known, with the largest error relative to the field's largest exact value."""
+    figure = Figure(figsize=(4.4 * len(values), 3.6))
+    panels = np.atleast_1d(figure.subplots(1, len(values)))
+    for axes, (name, (computed, exact)) in zip(panels, values.items()):
+        axes.plot(coordinate, computed, linewidth=1.5, label="computed")
+        title = name
+        if exact is not None:
+            axes.plot(coordinate, exact, "k--", linewidth=1, label="exact")
+            scale = np.abs(exact).max()
+            if scale > 0:
+                title += f"\nmax error / max |exact| = {np.abs(computed - exact).max() / scale:.2e}"
+        axes.set_title(title, fontsize=9)
+        axes.set_xlabel(label)
+        axes.grid(True, alpha=0.3)
+        axes.legend(fontsize=8)
     _save(figure, path)

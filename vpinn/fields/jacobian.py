@@ -16,7 +16,8 @@ respect to the parameters.  Four candidates (``run.py bench --methods all`` time
 ``func``
     ``torch.func.vmap(torch.func.jacrev(...))`` over single points.
 
-Every method returns ``(value (b, m), jacobian (b, m, 3))`` with respect to physical ``x``.
+Every method returns ``(value (b, m), jacobian (b, m, 3))`` of the MLP before output scaling
+(:meth:`Field.unscaled`), with respect to physical ``x``; :meth:`Field.value_and_jacobian` scales.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ def reverse_autograd(field, x: Tensor) -> tuple[Tensor, Tensor]:
     """Value and Jacobian by ``torch.autograd.grad(..., create_graph=True)`` per component."""
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)
-        value = field(x)
+        value = field.unscaled(x)
         rows = [
             torch.autograd.grad(value[:, k].sum(), x, create_graph=True)[0]
             for k in range(value.shape[1])
@@ -143,7 +144,7 @@ def func_jacrev(field, x: Tensor) -> tuple[Tensor, Tensor]:
     """Value and Jacobian by ``torch.func.vmap(torch.func.jacrev)`` over single points."""
 
     def single(point: Tensor) -> tuple[Tensor, Tensor]:
-        value = field(point[None])[0]
+        value = field.unscaled(point[None])[0]
         return value, value
 
     jacobian, value = torch.func.vmap(torch.func.jacrev(single, has_aux=True))(x)

@@ -1,8 +1,14 @@
-"""The neural field ``N_theta: R^3 -> R^m``: input scaling, optional Fourier features, an MLP.
+"""The neural field ``N_theta: R^3 -> R^m``: input scaling, optional domain coordinates and
+Fourier features, an MLP, output scaling.
 
 Inputs are first scaled to ``xi = (x - centre) / half_width`` in ``[-1, 1]^3`` so that the same
-architecture behaves the same on any box.  With ``fourier_features = F > 0`` the features are
-``[xi, sin(2 pi xi B^T), cos(2 pi xi B^T)]`` with a fixed ``B`` (F, 3) ~ N(0, scale^2).
+architecture behaves the same on any box.  A domain may add its natural coordinates ``c(x)``
+(k of them, e.g. the hollow sphere's normalised radius; see
+:class:`~vpinn.geometry.base.InputFeatures`), and with
+``fourier_features = F > 0`` come ``sin/cos(2 pi xi B^T)`` with a fixed ``B`` (F, 3) ~
+N(0, scale^2): the features are ``[xi, c, sin, cos]``.  Outputs are multiplied by
+``model.output_scale`` (the solution's characteristic size), so that the MLP itself works with
+numbers of order 1.
 :meth:`Field.value_and_jacobian` returns the value and the Jacobian with respect to the physical
 coordinates ``x``, by the method named in the model spec (see :mod:`vpinn.fields.jacobian`).
 """
@@ -16,6 +22,7 @@ from torch import nn
 
 from vpinn.fields.activations import ACTIVATIONS
 from vpinn.fields.jacobian import JACOBIAN_METHODS
+from vpinn.geometry.base import InputFeatures
 from vpinn.problem.spec import ModelSpec
 
 
@@ -32,18 +39,23 @@ class Field(nn.Module):
         Bounding box of the domain, used to scale inputs to [-1, 1]^3.
     generator:
         Seeded CPU generator for the initial weights (so they do not depend on the device).
+    coordinates:
+        The domain's natural coordinates as extra inputs, or None.
     """
 
-    def __init__(self, spec: ModelSpec, out_features: int, lower, upper, generator: torch.Generator):
+    def __init__(self, spec: ModelSpec, out_features: int, lower, upper, generator: torch.Generator,
+                 coordinates: InputFeatures | None = None):
         super().__init__()
         self.spec = spec
+        self.coordinates = coordinates
+        self.coordinate_count = coordinates.count if coordinates is not None else 0
         self.activation = ACTIVATIONS[spec.activation]
         lower, upper = torch.tensor(lower, dtype=torch.float64), torch.tensor(upper, dtype=torch.float64)
         self.register_buffer("centre", (lower + upper) / 2)
         self.register_buffer("inverse_half_width", 2 / (upper - lower))
         frequencies = torch.randn(spec.fourier_features, 3, generator=generator, dtype=torch.float64)
         self.register_buffer("frequencies", frequencies * spec.fourier_scale)
-        sizes = [3 + 2 * spec.fourier_features, *[spec.width] * spec.depth, out_features]
+        sizes = [3 + self.coordinate_count + 2 * spec.fourier_features, *[spec.width] * spec.depth, out_features]
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
         for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
@@ -65,35 +77,44 @@ class Field(nn.Module):
         return (x - self.centre.to(x.dtype)) * self.inverse_half_width.to(x.dtype)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Network inputs (b, 3 + 2F) at physical points ``x`` (b, 3)."""
+        """Network inputs (b, 3 + k + 2F) at physical points ``x`` (b, 3)."""
         xi = self.scaled(x)
-        if self.frequencies.shape[0] == 0:
-            return xi
-        angles = (2 * math.pi) * xi @ self.frequencies.to(x.dtype).T
-        return torch.cat([xi, torch.sin(angles), torch.cos(angles)], dim=1)
+        parts = [xi]
+        if self.coordinates is not None:
+            parts.append(self.coordinates(x)[0])
+        if self.frequencies.shape[0]:
+            angles = (2 * math.pi) * xi @ self.frequencies.to(x.dtype).T
+            parts += [torch.sin(angles), torch.cos(angles)]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
     def features_to_x(self, x: torch.Tensor, grad_features: torch.Tensor) -> torch.Tensor:
-        """Chain rule: derivatives with respect to the features (b, m, 3 + 2F) -> w.r.t. ``x`` (b, m, 3)."""
+        """Chain rule: derivatives with respect to the features (b, m, 3 + k + 2F) -> w.r.t. ``x`` (b, m, 3)."""
         grad_xi = grad_features[..., :3]
+        start = 3 + self.coordinate_count
         count = self.frequencies.shape[0]
         if count:
             frequencies = self.frequencies.to(x.dtype)
             angles = ((2 * math.pi) * self.scaled(x) @ frequencies.T)[:, None, :]
-            grad_sin, grad_cos = grad_features[..., 3 : 3 + count], grad_features[..., 3 + count :]
+            grad_sin, grad_cos = grad_features[..., start : start + count], grad_features[..., start + count :]
             mixed = grad_sin * torch.cos(angles) - grad_cos * torch.sin(angles)
             grad_xi = grad_xi + (2 * math.pi) * mixed @ frequencies
-        return grad_xi * self.inverse_half_width.to(x.dtype)
+        grad_x = grad_xi * self.inverse_half_width.to(x.dtype)
+        if self.coordinates is not None:
+            grad_x = grad_x + grad_features[..., 3:start] @ self.coordinates(x)[1]
+        return grad_x
 
     def feature_tangents(self, x: torch.Tensor) -> torch.Tensor:
-        """Derivatives of the features along each axis, ``d features / d x_j`` as (3, b, 3 + 2F)."""
+        """Derivatives of the features along each axis, ``d features / d x_j`` as (3, b, 3 + k + 2F)."""
         scale = self.inverse_half_width.to(x.dtype)
-        eye = torch.diag(scale).expand(x.shape[0], 3, 3).permute(1, 0, 2)
-        if self.frequencies.shape[0] == 0:
-            return eye
-        frequencies = self.frequencies.to(x.dtype)
-        angles = (2 * math.pi) * self.scaled(x) @ frequencies.T
-        rate = (2 * math.pi) * (frequencies * scale).T[:, None, :]  # (3, 1, F)
-        return torch.cat([eye, torch.cos(angles) * rate, -torch.sin(angles) * rate], dim=2)
+        parts = [torch.diag(scale).expand(x.shape[0], 3, 3).permute(1, 0, 2)]
+        if self.coordinates is not None:
+            parts.append(self.coordinates(x)[1].permute(2, 0, 1))
+        if self.frequencies.shape[0]:
+            frequencies = self.frequencies.to(x.dtype)
+            angles = (2 * math.pi) * self.scaled(x) @ frequencies.T
+            rate = (2 * math.pi) * (frequencies * scale).T[:, None, :]  # (3, 1, F)
+            parts += [torch.cos(angles) * rate, -torch.sin(angles) * rate]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
 
     def network(self, h: torch.Tensor) -> torch.Tensor:
         """The MLP on features ``h`` (b, n_features) -> (b, m)."""
@@ -101,10 +122,16 @@ class Field(nn.Module):
             h = self.activation.value(torch.addmm(bias, h, weight.T))
         return torch.addmm(self.biases[-1], h, self.weights[-1].T)
 
+    def unscaled(self, x: torch.Tensor) -> torch.Tensor:
+        """The MLP's values (b, m) at physical points ``x`` (b, 3), before output scaling."""
+        return self.network(self.features(x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Values (b, m) at physical points ``x`` (b, 3)."""
-        return self.network(self.features(x))
+        return self.unscaled(x) * self.spec.output_scale
 
     def value_and_jacobian(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Values (b, m) and spatial Jacobian ``dN_k/dx_j`` (b, m, 3) at ``x`` (b, 3)."""
-        return JACOBIAN_METHODS[self.spec.derivatives](self, x)
+        value, jacobian = JACOBIAN_METHODS[self.spec.derivatives](self, x)
+        scale = self.spec.output_scale
+        return value * scale, jacobian * scale

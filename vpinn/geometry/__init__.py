@@ -1,11 +1,11 @@
 """Domains: parameter maps for quadrature, boundary parts, distance functions for hard BCs."""
 
-from vpinn.geometry.base import DistanceFunction, Domain, Profile
+from vpinn.geometry.base import DistanceFunction, Domain, InputFeatures, Profile
 from vpinn.geometry.box import FACE_AXES, Box, BoxDistance
 from vpinn.geometry.maps import BoxFaceMap, BoxVolumeMap, MappedPoints, ParameterMap
-from vpinn.geometry.sphere import SphereOctant, SphereOctantDistance
+from vpinn.geometry.sphere import RadialCoordinate, SphereOctant, SphereOctantDistance
 
 __all__ = [
-    "FACE_AXES", "Box", "BoxDistance", "BoxFaceMap", "BoxVolumeMap", "DistanceFunction", "Domain", "MappedPoints",
-    "ParameterMap", "Profile", "SphereOctant", "SphereOctantDistance",
+    "FACE_AXES", "Box", "BoxDistance", "BoxFaceMap", "BoxVolumeMap", "DistanceFunction", "Domain", "InputFeatures", "MappedPoints",
+    "ParameterMap", "Profile", "RadialCoordinate", "SphereOctant", "SphereOctantDistance",
 ]

@@ -2,7 +2,8 @@
 
 A domain is described by maps of the unit cube onto its volume and of the unit square onto each
 named face (for quadrature and export grids), a bounding box (for the network's input scaling),
-and distance-like functions that vanish on chosen faces (for hard boundary conditions).
+distance-like functions that vanish on chosen faces (for hard boundary conditions) and,
+optionally, natural coordinates as extra network inputs and a profile line for 1D plots.
 """
 
 from __future__ import annotations
@@ -17,6 +18,16 @@ from vpinn.geometry.maps import ParameterMap
 Tensor = torch.Tensor
 #: points (b, 3) -> values (b,) and gradients (b, 3); zero on the chosen faces, maximum about 1
 DistanceFunction = Callable[[Tensor], tuple[Tensor, Tensor]]
+
+
+class InputFeatures(Protocol):
+    """``count`` extra network inputs of the points (a domain's natural coordinates): values
+    (b, count) in about [-1, 1] and their Jacobian (b, count, 3) with respect to ``x``."""
+
+    count: int
+
+    def __call__(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Values and Jacobian at points ``x`` (b, 3)."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +65,9 @@ class Domain(Protocol):
 
     def distance(self, faces: tuple[str, ...]) -> DistanceFunction:
         """A smooth function vanishing exactly on ``faces``, positive inside, maximum about 1."""
+
+    def input_features(self) -> InputFeatures | None:
+        """The domain's natural coordinates beyond x, y, z as extra network inputs, or None."""
 
     def profile(self, points: int) -> Profile | None:
         """A natural line for 1D plots (``points`` points along it), or None."""

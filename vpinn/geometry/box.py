@@ -43,6 +43,10 @@ class Box:
         """A smooth function vanishing exactly on ``faces``; see :class:`BoxDistance`."""
         return BoxDistance(self.lower, self.upper, frozenset(faces))
 
+    def input_features(self) -> None:
+        """The Cartesian inputs are a box's natural coordinates: nothing to add."""
+        return None
+
     def profile(self, points: int) -> None:
         """A box has no distinguished line for 1D plots (its solutions need not have one)."""
         return None

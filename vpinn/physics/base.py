@@ -3,9 +3,10 @@
 A PDE is described to the rest of vpinn by a :class:`Physics`: a list of :class:`Term` (the
 integrals whose sum is the loss, each with its own quadrature rule and minibatch size), the trial
 function (hard-BC ansatz around the network), the exact solution if known, the density of the
-energy norm, and the derived fields written on export.  Densities are plain functions of the
-points and of ``(u, grad u)``, so the same density gives the loss of the network and, applied to
-the exact solution, the reference energy ``E(u*)``.
+energy norm, the derived fields written on export and, optionally, the fields in a local frame
+that profile plots show.  Densities are plain functions of the points and of ``(u, grad u)``, so
+the same density gives the loss of the network and, applied to the exact solution, the reference
+energy ``E(u*)``.
 """
 
 from __future__ import annotations
@@ -18,11 +19,17 @@ import torch
 from vpinn.calculus import value_and_gradient
 from vpinn.expressions import Expression
 from vpinn.fields.ansatz import HardDirichletAnsatz
+from vpinn.geometry.base import Domain
+from vpinn.problem.spec import ProblemSpec
+from vpinn.quadrature import ConcatRule, build_rule
 from vpinn.quadrature.base import PointBatch, QuadratureRule
 
 Tensor = torch.Tensor
 #: (points, u (b, m), grad u (b, m, 3) or None) -> integrand (b,)
 Density = Callable[[PointBatch, Tensor, Tensor | None], Tensor]
+#: (u (b, m), grad u (b, m, 3), frame (b, 3, 3) of unit row vectors, the frame's axis names)
+#: -> named scalar fields (b,) in that frame
+FrameFields = Callable[[Tensor, Tensor, Tensor, tuple[str, str, str]], dict[str, Tensor]]
 
 
 @dataclass(frozen=True)
@@ -54,7 +61,7 @@ class ExactSolution:
         return torch.stack([p[0] for p in parts], dim=1), torch.stack([p[1] for p in parts], dim=1)
 
     def value(self, x: Tensor) -> Tensor:
-        return torch.stack([c(x) for c in self.components], dim=1)
+        return evaluate_vector(self.components, x)
 
 
 @dataclass
@@ -63,7 +70,9 @@ class Physics:
 
     ``energy_norm(points, grad_error)`` is the density of the squared energy norm (b,);
     ``derived(points, u, grad_u)`` returns named fields (b,) or (b, k) to export, among them
-    ``primary`` (the solution itself, compared with the exact one on export).
+    ``primary`` (the solution itself, compared with the exact one on export);
+    ``frame_fields`` gives the scalar fields that profile plots show along a domain's
+    :class:`~vpinn.geometry.base.Profile` (e.g. ``u_r``, ``sigma_rr`` along a radius).
     """
 
     solution: HardDirichletAnsatz
@@ -72,6 +81,7 @@ class Physics:
     derived: Callable[[Tensor, Tensor, Tensor], dict[str, Tensor]]
     exact: ExactSolution | None = None
     primary: str = "u"
+    frame_fields: FrameFields | None = None
 
 
 def integrand(term: Term, trial: Callable, batch: PointBatch) -> Tensor:
@@ -81,3 +91,29 @@ def integrand(term: Term, trial: Callable, batch: PointBatch) -> Tensor:
     else:
         u, grad_u = (trial.value(batch.points), None)
     return term.density(batch, u, grad_u)
+
+
+def boundary_load_term(name: str, spec: ProblemSpec, domain: Domain, faces: tuple[str, ...],
+                       load: Callable[[PointBatch], Tensor]) -> Term:
+    """The energy term ``-integral over faces of load . u ds`` of a prescribed boundary load.
+
+    ``load(batch)`` (b, m) is the Neumann flux ``h`` (m = 1) or the traction ``t`` (m = 3) at the
+    batch's points (with their outward normals).  The faces' rules are ``quadrature.boundary``
+    on each face, back to back (lazy); minibatches of ``train.boundary_batch`` points.
+    """
+    rule = ConcatRule([build_rule(spec.quadrature.boundary, domain.face_map(f)) for f in faces])
+
+    def density(batch: PointBatch, u: Tensor, grad_u: Tensor | None) -> Tensor:
+        return -(load(batch) * u).sum(dim=1)
+
+    return Term(name, rule, spec.train.boundary_batch, density, needs_gradient=False, on_boundary=True)
+
+
+def evaluate_vector(components: Sequence[Expression], points: Tensor) -> Tensor:
+    """Values (b, m) of expressions ``components`` at ``points`` (b, 3)."""
+    return torch.stack([c(points) for c in components], dim=1)
+
+
+def is_zero(components: Sequence[Expression]) -> bool:
+    """True if every expression is the constant 0 (a term that can be left out)."""
+    return all(c.is_constant and c.constant_value == 0 for c in components)

@@ -16,10 +16,10 @@ import torch
 from vpinn.calculus import flux_divergence
 from vpinn.fields.ansatz import HardDirichletAnsatz
 from vpinn.fields.network import Field
-from vpinn.geometry.box import Box
-from vpinn.physics.base import ExactSolution, Physics, Term
+from vpinn.geometry.base import Domain
+from vpinn.physics.base import ExactSolution, Physics, Term, boundary_load_term
 from vpinn.problem.spec import ProblemSpec
-from vpinn.quadrature import ConcatRule, build_rule
+from vpinn.quadrature import build_rule
 from vpinn.quadrature.base import PointBatch
 
 Tensor = torch.Tensor
@@ -30,20 +30,15 @@ def energy_density(u: Tensor, grad_u: Tensor, source: Tensor, coefficient: Tenso
     return 0.5 * coefficient * (grad_u * grad_u).sum(dim=1) - source * u
 
 
-def flux_density(u: Tensor, flux: Tensor) -> Tensor:
-    """``-h u`` (b,): the Neumann boundary term's integrand."""
-    return -flux * u
-
-
-def build(spec: ProblemSpec, domain: Box, field: Field) -> Physics:
-    """The Poisson :class:`Physics` of a problem spec on a box."""
+def build(spec: ProblemSpec, domain: Domain, field: Field) -> Physics:
+    """The Poisson :class:`Physics` of a problem spec."""
     pde = spec.pde
     exact = ExactSolution([spec.exact.u]) if spec.exact is not None else None
     coefficient = pde.coefficient
     source = -flux_divergence(coefficient, spec.exact.u) if pde.source == "auto" else pde.source
 
     dirichlet = [bc for bc in spec.bc if bc.type == "dirichlet"]
-    faces = tuple(f for bc in dirichlet for f in bc.faces)
+    faces = tuple(f for bc in dirichlet for f in bc.faces_on(spec.domain))
     lift = None
     if dirichlet:
         data = spec.exact.u if dirichlet[0].value == "auto" else dirichlet[0].value
@@ -57,7 +52,7 @@ def build(spec: ProblemSpec, domain: Box, field: Field) -> Physics:
     terms = [Term("energy", build_rule(spec.quadrature.training, domain.volume_map()), spec.train.batch, energy)]
     for i, bc in enumerate(spec.bc):
         if bc.type == "neumann":
-            terms.append(_neumann_term(f"flux{i}", bc, spec, domain, coefficient))
+            terms.append(_neumann_term(f"flux{i}", bc, spec, domain))
 
     def energy_norm(x: Tensor, grad_error: Tensor) -> Tensor:
         return coefficient(x) * (grad_error * grad_error).sum(dim=(1, 2))
@@ -65,20 +60,20 @@ def build(spec: ProblemSpec, domain: Box, field: Field) -> Physics:
     def derived(x: Tensor, u: Tensor, grad_u: Tensor) -> dict[str, Tensor]:
         return {"u": u[:, 0], "grad_u": grad_u[:, 0]}
 
-    return Physics(solution, terms, energy_norm, derived, exact)
+    def frame_fields(u: Tensor, grad_u: Tensor, frame: Tensor, axes: tuple[str, str, str]) -> dict[str, Tensor]:
+        return {"u": u[:, 0], f"du/d{axes[0]}": (frame[:, 0] * grad_u[:, 0]).sum(1)}
+
+    return Physics(solution, terms, energy_norm, derived, exact, frame_fields=frame_fields)
 
 
-def _neumann_term(name: str, bc, spec: ProblemSpec, domain: Box, coefficient) -> Term:
-    rule = ConcatRule([build_rule(spec.quadrature.boundary, domain.face_map(f)) for f in bc.faces])
+def _neumann_term(name: str, bc, spec: ProblemSpec, domain: Domain) -> Term:
+    """``-integral of h u ds`` over the faces of a Neumann condition; ``"auto"``: h = k grad u*.n."""
     if bc.value == "auto":
-        flux_vector = [coefficient * du for du in spec.exact.u.gradient()]  # k grad u*
+        flux_vector = [spec.pde.coefficient * du for du in spec.exact.u.gradient()]  # k grad u*
 
         def flux(batch: PointBatch) -> Tensor:
-            return sum(component(batch.points) * batch.normals[:, i] for i, component in enumerate(flux_vector))
+            return sum(component(batch.points) * batch.normals[:, i] for i, component in enumerate(flux_vector))[:, None]
     else:
-        flux = lambda batch: bc.value(batch.points)  # noqa: E731
+        flux = lambda batch: bc.value(batch.points)[:, None]  # noqa: E731
 
-    def density(batch: PointBatch, u: Tensor, grad_u: Tensor | None) -> Tensor:
-        return flux_density(u[:, 0], flux(batch))
-
-    return Term(name, rule, spec.train.boundary_batch, density, needs_gradient=False, on_boundary=True)
+    return boundary_load_term(name, spec, domain, bc.faces_on(spec.domain), flux)

@@ -14,7 +14,7 @@ from vpinn.errors import ProblemFileError, SpecError
 from vpinn.expressions import BUILTIN_CONSTANTS, FUNCTIONS, VARIABLES
 from vpinn.problem import schema
 from vpinn.problem.locate import locate
-from vpinn.problem.spec import ProblemSpec
+from vpinn.problem.spec import VALUE_CONDITIONS, ProblemSpec
 
 
 def load_problem(path: str | Path, overrides: dict[str, object] | None = None) -> ProblemSpec:
@@ -49,8 +49,15 @@ def parse_problem(text: str, source: str = "<problem>", overrides: dict[str, obj
         spec = schema.build(ProblemSpec, data, constants)
         check_consistency(spec)
     except SpecError as err:
-        raise ProblemFileError(source, err.reason, err.key, locate(text, err.key)) from None
+        raise in_file(err, source, text) from None
     return spec
+
+
+def in_file(err: SpecError, source: str, text: str) -> ProblemFileError:
+    """``err`` located in problem-file ``text`` (named ``source``): ``file:line: key: reason``.
+
+    Also for checks that need the built objects (e.g. the physics), made after loading."""
+    return ProblemFileError(source, err.reason, err.key, locate(text, err.key))
 
 
 def _set_dotted(data: dict, key: str, value: object) -> None:
@@ -69,23 +76,54 @@ def _check_constant_names(constants: dict[str, float]) -> None:
 
 def check_consistency(spec: ProblemSpec) -> None:
     """Checks that span sections (each raises a :class:`SpecError` naming one key)."""
-    if spec.pde.source == "auto" and spec.exact is None:
-        raise SpecError("pde.source", '"auto" derives the source from [exact] u, which is missing')
+    _check_exact(spec)
     seen: dict[str, int] = {}
-    dirichlet_values: list[tuple[int, object]] = []
+    values: list[tuple[int, object]] = []
     for i, bc in enumerate(spec.bc):
+        if bc.type not in spec.pde.conditions:
+            raise SpecError(f"bc[{i}].type", f"'{bc.type}' is not a condition of a {spec.pde.type} problem "
+                                             f"(choose from {', '.join(spec.pde.conditions)})")
         if bc.value == "auto" and spec.exact is None:
             raise SpecError(f"bc[{i}].value", '"auto" takes the data from [exact] u, which is missing')
-        for face in bc.faces:
+        _check_faces(spec, i, bc)
+        for face in bc.faces_on(spec.domain):
             if face in seen:
                 raise SpecError(f"bc[{i}].on", f"face '{face}' already has a condition in bc[{seen[face]}]")
             seen[face] = i
-        if bc.type == "dirichlet":
-            dirichlet_values.append((i, bc.value))
-    for i, value in dirichlet_values[1:]:
-        if value != dirichlet_values[0][1]:
+        if bc.type in VALUE_CONDITIONS:
+            values.append((i, bc.value))
+    for i, value in values[1:]:
+        if value != values[0][1]:
             raise SpecError(
                 f"bc[{i}].value",
-                "all Dirichlet faces must share one expression for u (it is extended into the "
-                f"domain as g in u = g + d*N); bc[{dirichlet_values[0][0]}] has a different one",
+                f"all {spec.bc[i].type} faces must share one expression for u (it is extended into the "
+                f"domain as g in u = g + d*N); bc[{values[0][0]}] has a different one",
             )
+
+
+def _check_exact(spec: ProblemSpec) -> None:
+    """``"auto"`` keys need ``[exact]``; ``[exact] u`` has as many components as the PDE."""
+    for name in spec.pde.derived_keys:
+        if getattr(spec.pde, name) == "auto" and spec.exact is None:
+            raise SpecError(f"pde.{name}", f'"auto" derives the {name.replace("_", " ")} from [exact] u, which is missing')
+    if spec.exact is None:
+        return
+    wanted = spec.pde.components
+    if len(spec.exact.components) != wanted or isinstance(spec.exact.u, tuple) != (wanted > 1):
+        shape = "one expression" if wanted == 1 else f"a list of {wanted} expressions [u_x, u_y, u_z]"
+        raise SpecError("exact.u", f"a {spec.pde.type} problem needs {shape}")
+
+
+def _check_faces(spec: ProblemSpec, i: int, bc) -> None:
+    """Face names exist on the domain; rollers sit on planes normal to an axis."""
+    domain = spec.domain
+    for j, face in enumerate(bc.on):
+        if face != "all" and face not in domain.faces:
+            raise SpecError(f"bc[{i}].on[{j}]", f"unknown face '{face}' of the {domain.type}{schema.suggest(face, domain.faces)} "
+                                                f"(faces: all, {', '.join(domain.faces)})")
+    if bc.type == "roller":
+        for face in bc.faces_on(domain):
+            if face not in domain.planes:
+                key = f"bc[{i}].on" if "all" in bc.on else f"bc[{i}].on[{bc.on.index(face)}]"
+                raise SpecError(key, f"a roller needs a plane normal to an axis, and '{face}' is not one "
+                                     f"(planes of the {domain.type}: {', '.join(domain.planes)})")

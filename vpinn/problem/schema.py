@@ -7,9 +7,11 @@ problem: an unknown key (with a "did you mean" suggestion), a missing required k
 a value outside a ``Literal`` set, or an invalid expression.
 
 Supported annotations: ``bool int float str``, ``dict`` (a table of named numbers), ``Literal[...]``, ``tuple[T, ...]`` and fixed
-``tuple[T, T, T]``, nested dataclasses, unions of dataclasses told apart by their ``type`` field,
-:class:`~vpinn.expressions.Expression` (text compiled with the file's constants) and unions of an
-expression with a ``Literal`` keyword such as ``"auto"``.
+``tuple[T, T, T]``, nested dataclasses, unions of dataclasses told apart by their ``type`` field
+(each ``Literal`` value of a class's ``type`` selects it), :class:`~vpinn.expressions.Expression`
+(text compiled with the file's constants), unions with a ``Literal`` keyword such as ``"auto"``,
+and unions of a scalar with a list (``Expression | tuple[Expression, ...]``: a list selects the
+tuple) -- all optionally ``| None`` (absent means None).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def _describe(tp: Any) -> str:
     if tp is str:
         return "a string"
     if tp is dict:
-        return _convert_numbers(value, key)
+        return "a table of numbers"
     if tp is Expression:
         return "an expression string"
     if _is_table(tp):
@@ -55,7 +57,7 @@ def _describe(tp: Any) -> str:
     return str(tp)
 
 
-def _suggest(word: str, choices: typing.Iterable[str]) -> str:
+def suggest(word: str, choices: typing.Iterable[str]) -> str:
     close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
@@ -73,7 +75,7 @@ def _convert(tp: Any, value: Any, key: str, constants: Mapping[str, float]) -> A
     if origin is Literal:
         choices = typing.get_args(tp)
         if value not in choices or isinstance(value, bool) != isinstance(choices[0], bool):
-            raise SpecError(key, f"must be {_describe(tp)}, not {value!r}{_suggest(value, choices)}")
+            raise SpecError(key, f"must be {_describe(tp)}, not {value!r}{suggest(value, choices)}")
         return value
     if origin is tuple:
         return _convert_tuple(typing.get_args(tp), value, key, constants)
@@ -148,6 +150,8 @@ def _convert_union(options: tuple, value: Any, key: str, constants: Mapping[str,
         if value in typing.get_args(option):
             return value
     rest = [t for t in options if t not in keywords]
+    if len(rest) == 2:  # a scalar or a list: the value's shape chooses
+        rest = [t for t in rest if (typing.get_origin(t) is tuple) == isinstance(value, list)]
     if len(rest) != 1:
         raise TypeError(f"union {options!r} is not supported")
     return _convert(rest[0], value, key, constants)
@@ -157,10 +161,13 @@ def _convert_tagged(tables: list[type], value: Any, key: str, constants: Mapping
     """A union of tables told apart by their ``type`` field."""
     if not isinstance(value, dict):
         raise SpecError(key, f"must be a table, not {value!r}")
-    by_tag = {typing.get_args(typing.get_type_hints(t)["type"])[0]: t for t in tables}
-    tag = value.get("type", dataclasses.fields(tables[0])[0].default)
+    by_tag = {tag: t for t in tables for tag in typing.get_args(typing.get_type_hints(t)["type"])}
+    default = dataclasses.fields(tables[0])[0].default
+    if "type" not in value and default is dataclasses.MISSING:
+        raise SpecError(f"{key}.type", f"required key is missing (one of {', '.join(map(repr, by_tag))})")
+    tag = value.get("type", default)
     if tag not in by_tag:
-        raise SpecError(f"{key}.type", f"must be one of {', '.join(map(repr, by_tag))}, not {tag!r}{_suggest(tag, by_tag)}")
+        raise SpecError(f"{key}.type", f"must be one of {', '.join(map(repr, by_tag))}, not {tag!r}{suggest(tag, by_tag)}")
     return _build_dataclass(by_tag[tag], value, key, constants)
 
 
@@ -172,7 +179,7 @@ def _build_dataclass(cls: type, value: Any, key: str, constants: Mapping[str, fl
     prefix = f"{key}." if key else ""
     for name in value:
         if name not in fields:
-            raise SpecError(f"{prefix}{name}", f"unknown key{_suggest(name, fields)}")
+            raise SpecError(f"{prefix}{name}", f"unknown key{suggest(name, fields)}")
     kwargs = {}
     for name, f in fields.items():
         if name in value:

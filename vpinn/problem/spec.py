@@ -9,12 +9,16 @@ live in :mod:`vpinn.problem.loader`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from vpinn.errors import SpecError
 from vpinn.expressions import Expression, parse_expression
 
 FACES: tuple[str, ...] = ("xmin", "xmax", "ymin", "ymax", "zmin", "zmax")
+
+#: boundary conditions that prescribe the solution's value through the lift ``g`` of the ansatz
+#: ``u = g + d*N``; all entries of these types in one problem share one expression for ``g``
+VALUE_CONDITIONS: frozenset[str] = frozenset({"dirichlet", "clamp"})
 
 
 def _positive(key: str, value: float) -> None:
@@ -24,11 +28,18 @@ def _positive(key: str, value: float) -> None:
 
 @dataclass(frozen=True)
 class BoxSpec:
-    """``[domain]`` with ``type = "box"``: the axis-aligned box ``lower <= x <= upper``."""
+    """``[domain]`` with ``type = "box"``: the axis-aligned box ``lower <= x <= upper``.
+
+    Its faces are ``xmin xmax ymin ymax zmin zmax``; every face is a plane normal to an axis.
+    """
 
     type: Literal["box"] = "box"
     lower: tuple[float, float, float] = (0.0, 0.0, 0.0)
     upper: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+    faces: ClassVar[tuple[str, ...]] = FACES
+    #: face -> axis of its normal, for the faces that are planes normal to an axis
+    planes: ClassVar[dict[str, int]] = {face: i // 2 for i, face in enumerate(FACES)}
 
     def __post_init__(self) -> None:
         for axis, (lo, hi) in enumerate(zip(self.lower, self.upper)):
@@ -36,7 +47,29 @@ class BoxSpec:
                 raise SpecError(f"upper[{axis}]", f"must exceed lower[{axis}] = {lo}, not {hi}")
 
 
-DomainSpec = BoxSpec
+@dataclass(frozen=True)
+class SphereOctantSpec:
+    """``[domain]`` with ``type = "sphere_octant"``: the part of the hollow sphere
+    ``inner_radius <= |x| <= outer_radius`` (centred at the origin) with ``x, y, z >= 0``.
+
+    Its faces are the spherical surfaces ``inner`` and ``outer`` and the symmetry planes
+    ``x0 y0 z0`` (x = 0, y = 0, z = 0).
+    """
+
+    type: Literal["sphere_octant"] = "sphere_octant"
+    inner_radius: float = 1.0
+    outer_radius: float = 2.0
+
+    faces: ClassVar[tuple[str, ...]] = ("inner", "outer", "x0", "y0", "z0")
+    planes: ClassVar[dict[str, int]] = {"x0": 0, "y0": 1, "z0": 2}
+
+    def __post_init__(self) -> None:
+        _positive("inner_radius", self.inner_radius)
+        if not self.outer_radius > self.inner_radius:
+            raise SpecError("outer_radius", f"must exceed inner_radius = {self.inner_radius}, not {self.outer_radius}")
+
+
+DomainSpec = BoxSpec | SphereOctantSpec
 
 
 @dataclass(frozen=True)
@@ -48,44 +81,142 @@ class PoissonSpec:
     source: Expression | Literal["auto"] = "auto"
     coefficient: Expression = field(default_factory=lambda: parse_expression("1"))
 
+    components: ClassVar[int] = 1
+    conditions: ClassVar[tuple[str, ...]] = ("dirichlet", "neumann")
+    #: keys that may be "auto" (derived from [exact])
+    derived_keys: ClassVar[tuple[str, ...]] = ("source",)
+
     def __post_init__(self) -> None:
         if self.coefficient.is_constant:
             _positive("coefficient", self.coefficient.constant_value)
 
 
-PdeSpec = PoissonSpec
+Vector = tuple[Expression, Expression, Expression]
 
 
 @dataclass(frozen=True)
-class BoundarySpec:
-    """One ``[[bc]]`` entry.
+class ElasticitySpec:
+    """``[pde]`` with ``type = "elasticity"``: isotropic small-strain linear elasticity,
+    ``-div sigma(u) = f`` with ``sigma = lam tr(eps) I + 2 mu eps``, ``eps = (grad u + grad u^T)/2``,
+    solved as the minimiser of ``E(u) = integral of sigma:eps/2 - f.u  -  integral over traction
+    faces of t.u``.
+
+    The material is given by Young's modulus ``E`` and Poisson's ratio ``nu``, or by the Lamé
+    parameters ``lam`` and ``mu`` (one pair, not both; in the units of stress).
+    ``body_force`` is ``f`` (three expressions) or ``"auto"``: ``f = -div sigma(u*)`` from [exact].
+    """
+
+    type: Literal["elasticity"] = "elasticity"
+    E: float | None = None
+    nu: float | None = None
+    lam: float | None = None
+    mu: float | None = None
+    body_force: Vector | Literal["auto"] = "auto"
+
+    components: ClassVar[int] = 3
+    conditions: ClassVar[tuple[str, ...]] = ("clamp", "roller", "traction")
+    derived_keys: ClassVar[tuple[str, ...]] = ("body_force",)
+
+    def __post_init__(self) -> None:
+        if self.lam is not None or self.mu is not None:
+            for name in ("E", "nu"):
+                if getattr(self, name) is not None:
+                    raise SpecError(name, "give either E and nu or lam and mu, not both pairs")
+            for name in ("lam", "mu"):
+                if getattr(self, name) is None:
+                    raise SpecError(name, "required with the other Lamé parameter (or give E and nu instead)")
+            _positive("mu", self.mu)
+            if not 3 * self.lam + 2 * self.mu > 0:
+                raise SpecError("lam", f"must exceed -2 mu / 3 = {-2 * self.mu / 3:g} (a positive bulk modulus), not {self.lam}")
+            return
+        for name, what in (("E", "Young's modulus"), ("nu", "Poisson's ratio")):
+            if getattr(self, name) is None:
+                raise SpecError(name, f"required key is missing ({what}; or give lam and mu instead of E and nu)")
+        _positive("E", self.E)
+        if not -1 < self.nu < 0.5:
+            raise SpecError("nu", f"must lie in (-1, 0.5) (0.5 is incompressible: the energy has no bounded form), not {self.nu}")
+
+    @property
+    def lame(self) -> tuple[float, float]:
+        """``(lam, mu)``, from ``E`` and ``nu`` if those were given."""
+        if self.mu is not None:
+            return self.lam, self.mu
+        return self.E * self.nu / ((1 + self.nu) * (1 - 2 * self.nu)), self.E / (2 * (1 + self.nu))
+
+    @property
+    def poisson_ratio(self) -> float:
+        """``nu``, from the Lamé parameters if those were given."""
+        lam, mu = self.lame
+        return self.nu if self.nu is not None else lam / (2 * (lam + mu))
+
+
+PdeSpec = PoissonSpec | ElasticitySpec
+
+
+def _faces_on(on: tuple[str, ...], domain: DomainSpec) -> tuple[str, ...]:
+    return domain.faces if "all" in on else on
+
+
+@dataclass(frozen=True)
+class ScalarBoundarySpec:
+    """One ``[[bc]]`` entry of a scalar problem (Poisson).
 
     ``dirichlet``: ``u = value`` on the faces, imposed exactly by the ansatz ``u = g + d*N``.
     ``neumann``: ``k du/dn = value`` on the faces, an extra boundary term in the energy.
     ``value = "auto"`` takes the data from ``[exact]``.  Faces named in no entry are natural
-    (zero-flux) boundaries.
+    (zero-flux) boundaries.  Face names depend on the domain (checked by the loader).
     """
 
     type: Literal["dirichlet", "neumann"]
     on: tuple[str, ...] = ("all",)
     value: Expression | Literal["auto"] = field(default_factory=lambda: parse_expression("0"))
 
-    def __post_init__(self) -> None:
-        for i, face in enumerate(self.on):
-            if face not in (*FACES, "all"):
-                raise SpecError(f"on[{i}]", f"unknown face {face!r} (faces: all, {', '.join(FACES)})")
+    def faces_on(self, domain: DomainSpec) -> tuple[str, ...]:
+        """The face names, with ``"all"`` expanded to the faces of ``domain``."""
+        return _faces_on(self.on, domain)
 
-    @property
-    def faces(self) -> tuple[str, ...]:
-        """The face names, with ``"all"`` expanded."""
-        return FACES if "all" in self.on else self.on
+
+@dataclass(frozen=True)
+class VectorBoundarySpec:
+    """One ``[[bc]]`` entry of a vector problem (elasticity).
+
+    ``clamp``: ``u = value`` (all three components) on the faces, imposed by the ansatz.
+    ``roller``: ``u.n = 0`` on faces that are planes normal to an axis (symmetry planes); only
+    the normal component is constrained, the tangential traction is zero.  Takes no ``value``.
+    ``traction``: ``sigma(u) n = value`` on the faces, an extra boundary term in the energy.
+    ``value`` is three expressions (default zero) or ``"auto"`` (``u*``, or ``sigma(u*) n``, from
+    ``[exact]``).  Faces named in no entry are traction-free.
+    """
+
+    type: Literal["clamp", "roller", "traction"]
+    on: tuple[str, ...] = ("all",)
+    value: Vector | Literal["auto"] | None = None
+
+    def __post_init__(self) -> None:
+        if self.type == "roller" and self.value is not None:
+            raise SpecError("value", "a roller only fixes u.n = 0 and takes no value")
+
+    def faces_on(self, domain: DomainSpec) -> tuple[str, ...]:
+        """The face names, with ``"all"`` expanded to the faces of ``domain``."""
+        return _faces_on(self.on, domain)
+
+
+BoundarySpec = ScalarBoundarySpec | VectorBoundarySpec
 
 
 @dataclass(frozen=True)
 class ExactSpec:
-    """``[exact]``: the analytic solution, if known; errors are reported against it."""
+    """``[exact]``: the analytic solution, if known; errors are reported against it.
 
-    u: Expression
+    ``u`` is one expression for a scalar problem, a list ``[u_x, u_y, u_z]`` for a vector one.
+    """
+
+    u: Expression | Vector
+
+    @property
+    def components(self) -> tuple[Expression, ...]:
+        """The solution's components as a tuple (one entry for a scalar)."""
+        return self.u if isinstance(self.u, tuple) else (self.u,)
 
 
 @dataclass(frozen=True)
@@ -113,7 +244,7 @@ class RuleSpec:
 class QuadratureSpec:
     """``[quadrature]``: the training rule, plus sub-tables for the other rules.
 
-    ``boundary`` integrates Neumann faces (2D, per face); ``evaluation`` is the independent rule
+    ``boundary`` integrates Neumann and traction faces (2D, per face); ``evaluation`` is the independent rule
     on which errors are measured; ``finish`` is the fixed rule of the L-BFGS finishing phase.
     """
 
@@ -147,6 +278,11 @@ class ModelSpec:
     ``derivatives`` picks how the spatial Jacobian is computed (all give the same numbers;
     ``run.py bench --methods all`` compares their speed).  ``fourier_features > 0`` maps the
     input through that many random Fourier features ``sin/cos(2 pi B x)``, ``B ~ N(0, scale^2)``.
+    ``output_scale`` multiplies the network's outputs: set it to the solution's characteristic
+    size (in its units, e.g. a displacement scale ``p a / E``) so that the network itself works
+    with numbers of order 1, where its initialisation and Adam's step sizes are meant to be.
+    ``domain_coordinates`` adds the domain's natural coordinates to the inputs (the hollow
+    sphere's radius; a box has none beyond x, y, z).
     """
 
     width: int = 64
@@ -155,6 +291,8 @@ class ModelSpec:
     derivatives: Literal["fused", "autograd", "forward", "func"] = "fused"
     fourier_features: int = 0
     fourier_scale: float = 1.0
+    output_scale: float = 1.0
+    domain_coordinates: bool = True
 
     def __post_init__(self) -> None:
         if self.width < 1:
@@ -164,6 +302,7 @@ class ModelSpec:
         if self.fourier_features < 0:
             raise SpecError("fourier_features", f"must be 0 (off) or positive, not {self.fourier_features}")
         _positive("fourier_scale", self.fourier_scale)
+        _positive("output_scale", self.output_scale)
 
 
 @dataclass(frozen=True)
