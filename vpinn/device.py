@@ -40,6 +40,24 @@ def choose_device(requested: str | None = None) -> torch.device:
     return device
 
 
+def _libc() -> ctypes.CDLL | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+
+
+def release_free_memory() -> None:
+    """Return the heap's free pages to the OS (glibc ``malloc_trim``), so that a resident-size
+    baseline read next counts only memory in use, whatever the process did before."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
 def keep_freed_memory() -> bool:
     """Stop glibc from returning large freed blocks to the OS after every training step.
 
@@ -48,17 +66,10 @@ def keep_freed_memory() -> bool:
     large blocks and raising the trim threshold keeps freed memory in the heap for reuse
     (``run.py memory --allocator`` measures the effect).  Returns False where glibc is absent.
     """
-    if not sys.platform.startswith("linux"):
+    libc = _libc()
+    if libc is None:
         return False
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        ok = libc.mallopt(_M_MMAP_MAX, 0) == 1
-        return ok and libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1
-    except (OSError, AttributeError):
-        return False
+    return libc.mallopt(_M_MMAP_MAX, 0) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1
 
 
 def peak_resident_bytes() -> int:
