@@ -31,12 +31,13 @@ from vpinn.train import Trainer, full_loss_backward
 
 
 def _time_steps(trainer: Trainer, device: torch.device, steps: int, min_seconds: float) -> list[float]:
-    """Seconds per training step, after 3 untimed steps; at least 5 steps or ``min_seconds``."""
+    """Seconds per training step, after 3 untimed steps: ``steps`` of them, stopping early after 5
+    once ``min_seconds`` have passed."""
     for _ in range(3):
         trainer.training_step()
     times: list[float] = []
     started = time.perf_counter()
-    while len(times) < steps and (len(times) < 5 or time.perf_counter() - started < min_seconds):
+    while len(times) < steps and (len(times) < min(5, steps) or time.perf_counter() - started < min_seconds):
         synchronize(device)
         tick = time.perf_counter()
         trainer.training_step()

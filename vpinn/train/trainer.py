@@ -20,7 +20,6 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from tqdm import tqdm
@@ -31,7 +30,7 @@ from vpinn.evaluate import energy, relative_errors
 from vpinn.sampling import UniformSampler
 from vpinn.setup import DTYPES, Setup
 from vpinn.train.checkpoint import load_checkpoint, save_checkpoint
-from vpinn.train.objective import full_loss_backward, minibatch_loss
+from vpinn.train.objective import MemoizedObjective, full_loss_backward, minibatch_loss
 from vpinn.train.schedules import learning_rate
 
 
@@ -44,39 +43,6 @@ class TrainResult:
     iterations: int
     seconds: float
     history: list[dict]
-
-
-class _MemoizedObjective:
-    """The full-batch closure for L-BFGS, remembering its last evaluation.
-
-    torch's L-BFGS evaluates the closure at the start of every ``step``; the line search of the
-    previous step has usually evaluated that very point already.  Returning the remembered loss
-    and gradient then saves one full pass over the finishing rule per iteration.
-    """
-
-    def __init__(self, parameters: list[torch.Tensor], evaluate: Callable[[], torch.Tensor]):
-        self.parameters, self.evaluate = parameters, evaluate
-        self.point: torch.Tensor | None = None
-        self.loss: torch.Tensor | None = None
-        self.gradient: torch.Tensor | None = None
-
-    def _flat(self, tensors) -> torch.Tensor:
-        return torch.cat([t.reshape(-1) for t in tensors])
-
-    def __call__(self) -> torch.Tensor:
-        point = self._flat([p.detach() for p in self.parameters])
-        if self.point is not None and torch.equal(point, self.point):
-            offset = 0
-            for p in self.parameters:
-                p.grad = self.gradient[offset : offset + p.numel()].view_as(p).clone()
-                offset += p.numel()
-            return self.loss
-        for p in self.parameters:
-            p.grad = None
-        self.loss = self.evaluate()
-        self.point = point
-        self.gradient = self._flat([p.grad if p.grad is not None else torch.zeros_like(p) for p in self.parameters])
-        return self.loss
 
 
 class Trainer:
@@ -190,7 +156,7 @@ class Trainer:
             self.lbfgs = self._new_lbfgs()
             self.phase = "lbfgs"
         terms = [t if t.on_boundary else t.with_rule(setup.finish_rule) for t in self.terms]
-        objective = _MemoizedObjective(
+        objective = MemoizedObjective(
             self.parameters,
             lambda: full_loss_backward(terms, setup.physics.solution, self.spec.chunk, setup.device, setup.dtype),
         )
