@@ -72,25 +72,29 @@ def keep_freed_memory() -> bool:
     return libc.mallopt(_M_MMAP_MAX, 0) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1
 
 
+def _status_bytes(field: str) -> int | None:
+    """A memory field (``VmHWM``, ``VmRSS``) of ``/proc/self/status`` in bytes; None off Linux."""
+    status = Path("/proc/self/status")
+    if not status.exists():
+        return None
+    for line in status.read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
 def peak_resident_bytes() -> int:
     """Peak resident set size of this process so far, in bytes (CPU memory)."""
-    status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
+    peak = _status_bytes("VmHWM")
+    if peak is not None:
+        return peak
     usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return usage if sys.platform == "darwin" else usage * 1024
 
 
 def current_resident_bytes() -> int:
     """Current resident set size of this process, in bytes (0 where unknown)."""
-    status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
+    return _status_bytes("VmRSS") or 0
 
 
 def peak_memory_bytes(device: torch.device) -> int:
