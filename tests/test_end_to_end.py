@@ -77,3 +77,15 @@ def test_bench_prints_and_saves_a_table(small_problem, tmp_path):
     rows = (tmp_path / "bench" / "bench.csv").read_text().splitlines()
     assert len(rows) == 3 and rows[0].startswith("method,batch,ms_per_step,points_per_s")
     assert "| autograd | 256 |" in (tmp_path / "bench" / "bench.md").read_text()
+
+
+def test_sobol_training_rule_and_neumann_faces_train(tmp_path):
+    """A variant: Sobol training points, Neumann data on two faces (flux from the exact solution)."""
+    settings = {**REDUCED, "quadrature.rule": "sobol", "quadrature.points": 2**14, "train.steps": 300,
+                "train.lbfgs.iterations": 40, "output.formats": ["vtu"],
+                "bc": [{"type": "dirichlet", "on": ["xmin", "ymin", "ymax", "zmin", "zmax"], "value": "auto"},
+                       {"type": "neumann", "on": ["xmax"], "value": "auto"}]}
+    summary = solve(REPO / "problems" / "poisson_cube.toml",
+                    SolveOptions(output=str(tmp_path), progress=False, overrides=settings), echo=lambda line: None)
+    assert summary["quadrature_points"] == 2**14
+    assert summary["rel_l2"] < 3e-2 and summary["rel_energy"] < 6e-2

@@ -118,3 +118,26 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_continues(small_problem, tmp_path)
     assert f"resuming small at adam step {stopped_at}" in resumed.stdout
     assert load_checkpoint(out / "checkpoint.pt")["step"] > stopped_at
     assert (out / "summary.json").exists()
+
+
+def test_same_seed_same_weights_other_seed_other_weights(small_problem):
+    runs = [trainer_for(small_problem, {"train.seed": seed, "train.lbfgs.iterations": 0}) for seed in (3, 3, 4)]
+    for trainer in runs:
+        for _ in range(5):
+            trainer.training_step()
+    first, again, other = ([p.detach() for p in t.setup.field.parameters()] for t in runs)
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert not all(torch.equal(a, b) for a, b in zip(first, other))
+
+
+def test_resume_without_a_checkpoint_is_a_one_line_error(small_problem, tmp_path):
+    done = subprocess.run([sys.executable, str(REPO / "run.py"), "solve", str(small_problem), "--resume",
+                           "--out", str(tmp_path / "none")], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.strip() == f"error: --resume: no checkpoint at {tmp_path / 'none' / 'checkpoint.pt'}"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on machines without CUDA")
+def test_asking_for_cuda_without_it_is_a_one_line_error(small_problem, tmp_path):
+    done = subprocess.run([sys.executable, str(REPO / "run.py"), "solve", str(small_problem), "--device", "cuda",
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.strip() == "error: --device cuda: CUDA is not available on this machine"

@@ -4,11 +4,23 @@ The flow of a solve, one module per step (see README and ../shared/DESIGN.md):
 :mod:`vpinn.problem` -> :mod:`vpinn.geometry` -> :mod:`vpinn.quadrature` -> :mod:`vpinn.sampling`
 -> :mod:`vpinn.fields` -> :mod:`vpinn.physics` -> :mod:`vpinn.train` -> :mod:`vpinn.evaluate`
 -> :mod:`vpinn.export`; :mod:`vpinn.cli` is the only module that knows about terminals.
+
+The names below are imported on first use, so that ``import vpinn.<module>`` stays cheap (the
+measurement subprocesses of ``run.py memory`` start faster without matplotlib and meshio).
 """
 
-from vpinn.problem import ProblemSpec, load_problem
-from vpinn.setup import Setup, build_setup
-from vpinn.solve import SolveOptions, solve
+import importlib
 
-__all__ = ["ProblemSpec", "Setup", "SolveOptions", "build_setup", "load_problem", "solve"]
 __version__ = "0.1.0"
+_EXPORTS = {
+    "ProblemSpec": "vpinn.problem", "load_problem": "vpinn.problem",
+    "Setup": "vpinn.setup", "build_setup": "vpinn.setup",
+    "SolveOptions": "vpinn.solve", "solve": "vpinn.solve",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'vpinn' has no attribute {name!r}")

@@ -1,8 +1,10 @@
 """``run.py bench``: time per training step, throughput and memory across batch sizes.
 
 For every derivative method and batch size b, a few real training steps of the problem's own
-model and loss are timed (median) and their peak memory read (see :mod:`vpinn.measure`).
-The table is printed and saved as ``bench.csv`` and ``bench.md`` under ``results/<name>/bench/``.
+model and loss are timed (median, after 3 untimed steps) and their peak memory read: on CUDA
+from torch.cuda.max_memory_allocated, on CPU as the peak resident set size of a fresh process
+per case minus its size before the first step.  The table is printed and saved as bench.csv
+and bench.md under results/<name>/bench/.
 """
 
 from __future__ import annotations
@@ -10,53 +12,30 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vpinn.atomic import write_text
+from vpinn.commandline import add_common_arguments, default_problem, parse_sizes
 from vpinn.device import choose_device
 from vpinn.errors import VpinnError
-from vpinn.export.tables import write_csv
+from vpinn.export.tables import write_csv, write_markdown
 from vpinn.fields.jacobian import JACOBIAN_METHODS
 from vpinn.measure import measure
 from vpinn.problem import load_problem
 
 
-def parse_sizes(text: str, option: str) -> list[int]:
-    """``"1e3,1e4"`` -> ``[1000, 10000]`` (positive integers)."""
-    sizes = []
-    for item in text.split(","):
-        try:
-            value = float(item)
-        except ValueError:
-            raise VpinnError(f"{option}: {item!r} is not a number") from None
-        if value < 1 or value != int(value):
-            raise VpinnError(f"{option}: {item!r} is not a positive integer")
-        sizes.append(int(value))
-    return sizes
+DESCRIPTION = __doc__
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("problem", nargs="?", help="problem file (default: problems/poisson_cube.toml)")
+    add_common_arguments(parser)
     parser.add_argument("--batch", default="1e3,1e4,1e5", help="batch sizes, comma-separated (default: 1e3,1e4,1e5)")
     parser.add_argument("--methods", default=None,
                         help=f"derivative methods, comma-separated, or 'all' ({', '.join(JACOBIAN_METHODS)}); "
                              "default: the problem's [model] derivatives")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per case, at most (default: 20)")
-    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--out", help="output directory (default: results/<name>/bench)")
-
-
-def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
-    """A Markdown table of ``rows``; ``columns`` are (key, header, format)."""
-    lines = ["| " + " | ".join(h for _, h, _ in columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        lines.append("| " + " | ".join(format(row[k], f) for k, _, f in columns) + " |")
-    return "\n".join(lines) + "\n"
 
 
 def run(args: argparse.Namespace) -> int:
-    from vpinn.cli import default_problem
-
     problem = args.problem or default_problem()
-    settings = dict(getattr(args, "settings", []))
+    settings = dict(args.settings)
     spec = load_problem(problem, settings)
     methods = list(JACOBIAN_METHODS) if args.methods == "all" else (args.methods or spec.model.derivatives).split(",")
     for method in methods:
@@ -70,10 +49,10 @@ def run(args: argparse.Namespace) -> int:
         for batch in parse_sizes(args.batch, "--batch"):
             overrides = {**settings, "model.derivatives": method, "train.batch": batch}
             result = measure({"problem": problem, "overrides": overrides, "device": device, "steps": args.steps})
-            row = {"method": method, "batch": batch, "ms_per_step": 1e3 * result["seconds_per_step"],
+            row = {"method": method, "batch": batch, "ms_per_step": 1e3 * result["seconds"],
                    "points_per_s": result["points_per_second"], "peak_MiB": result["peak_bytes"] / 2**20,
                    "above_baseline_MiB": result["above_baseline_bytes"] / 2**20,
-                   "KiB_per_point": result["bytes_per_point"] / 1024, "steps": result["timed_steps"], "device": device}
+                   "KiB_per_point": result["bytes_per_point"] / 1024, "steps": result["repeats"], "device": device}
             rows.append(row)
             print(f"  {method:>8}  b={batch:>9,}  {row['ms_per_step']:9.2f} ms/step  {row['points_per_s']:12,.0f} points/s  "
                   f"peak {row['peak_MiB']:8.1f} MiB  (+{row['above_baseline_MiB']:.1f} MiB, {row['KiB_per_point']:.2f} KiB/point)",
@@ -83,6 +62,6 @@ def run(args: argparse.Namespace) -> int:
                ("points_per_s", "points/s", ",.0f"), ("peak_MiB", "peak MiB", ".1f"),
                ("above_baseline_MiB", "above baseline MiB", ".1f"), ("KiB_per_point", "KiB/point", ".2f")]
     write_csv(out / "bench.csv", rows)
-    write_text(out / "bench.md", markdown_table(rows, columns))
+    write_markdown(out / "bench.md", rows, columns)
     print(f"table written to {out}/bench.md and bench.csv")
     return 0

@@ -1,8 +1,9 @@
 """Command line: ``python run.py <command> ...`` (or the ``vpinn`` script).
 
-Commands: ``solve`` trains a problem file and writes results; ``bench`` times training steps
-across batch sizes.  User mistakes print one line (``error: ...``) and exit with status 2; Ctrl-C
-during training saves a checkpoint and exits with status 130.  Doubtful inputs print one line
+``solve`` trains a problem file and writes results; ``bench`` times training steps per derivative
+method and batch size; ``memory`` measures peak memory across batch sizes and rule sizes.
+User mistakes print one line (``error: ...``) and exit with status 2; Ctrl-C during training
+saves a checkpoint and exits with status 130.  Doubtful but valid inputs print one line
 (``warning: ...``) and go on.
 """
 
@@ -10,72 +11,49 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tomllib
 import warnings
-from pathlib import Path
 
+from vpinn import bench, memory
+from vpinn.commandline import add_common_arguments, default_problem, positive_seconds
 from vpinn.errors import VpinnError, VpinnWarning
 
-DEFAULT_PROBLEM = "problems/poisson_cube.toml"
+
+def add_solve_arguments(parser: argparse.ArgumentParser) -> None:
+    add_common_arguments(parser)
+    parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output directory")
+    parser.add_argument("--max-time", type=positive_seconds, metavar="SECONDS",
+                        help="wall-clock budget for training (overrides train.max_time)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def default_problem() -> str:
-    """The bundled default problem: relative to the working directory, else to the checkout."""
-    if Path(DEFAULT_PROBLEM).exists():
-        return DEFAULT_PROBLEM
-    return str(Path(__file__).resolve().parent.parent / DEFAULT_PROBLEM)
+def run_solve(args: argparse.Namespace) -> int:
+    from vpinn.device import keep_freed_memory
+    from vpinn.solve import SolveOptions, solve
+
+    keep_freed_memory()
+    options = SolveOptions(args.resume, args.max_time, args.device, args.out, not args.quiet, dict(args.settings))
+    summary = solve(args.problem or default_problem(), options)
+    return 130 if summary.get("status") == "interrupted" else 0
 
 
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
-    return value
-
-
-def parse_setting(text: str) -> tuple[str, object]:
-    """``"train.steps=500"`` -> ``("train.steps", 500)``; the value is read as TOML, else as a string."""
-    key, equals, value = text.partition("=")
-    if not equals or not key.strip():
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, e.g. train.steps=500, not {text!r}")
-    try:
-        parsed = tomllib.loads(f"value = {value}")["value"]
-    except tomllib.TOMLDecodeError:
-        parsed = value.strip()
-    return key.strip(), parsed
-
-
-def add_setting_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--set", dest="settings", action="append", type=parse_setting, default=[], metavar="KEY=VALUE",
-                        help="override a problem-file key, e.g. --set train.steps=500 (repeatable; validated like the file)")
+#: command -> (help, description, add_arguments, run)
+COMMANDS = {
+    "solve": ("train a problem file and write results",
+              "Train the problem and write summary.json, history.csv, plots, solution.vtu and a "
+              "checkpoint to results/<name>/.", add_solve_arguments, run_solve),
+    "bench": ("time training steps across batch sizes and derivative methods", bench.DESCRIPTION,
+              bench.add_arguments, bench.run),
+    "memory": ("peak memory across batch sizes and quadrature sizes", memory.DESCRIPTION,
+               memory.add_arguments, memory.run),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="run.py", description="vpinn: variational PINN solver (Deep Ritz / deep energy method)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    solve = commands.add_parser("solve", help="train a problem file and write results",
-                                description="Train the problem and write summary.json, history.csv, plots, "
-                                            "solution.vtu and a checkpoint to results/<name>/.")
-    solve.add_argument("problem", nargs="?", help=f"problem file (default: {DEFAULT_PROBLEM})")
-    solve.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output directory")
-    solve.add_argument("--max-time", type=_positive_seconds, metavar="SECONDS",
-                       help="wall-clock budget for training (overrides train.max_time)")
-    solve.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    solve.add_argument("--out", help="output directory (default: results/<name>)")
-    solve.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_setting_argument(solve)
-
-    from vpinn.bench import add_arguments as add_bench_arguments
-
-    bench = commands.add_parser("bench", help="time training steps across batch sizes",
-                                description="Median time per training step, points per second and peak memory, "
-                                            "for each derivative method and batch size.")
-    add_bench_arguments(bench)
-    add_setting_argument(bench)
+    for name, (help_text, description, add_arguments, _) in COMMANDS.items():
+        add_arguments(commands.add_parser(name, help=help_text, description=description,
+                                          formatter_class=argparse.RawDescriptionHelpFormatter))
     return parser
 
 
@@ -97,17 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        if args.command == "solve":
-            from vpinn.device import keep_freed_memory
-            from vpinn.solve import SolveOptions, solve
-
-            keep_freed_memory()
-            options = SolveOptions(args.resume, args.max_time, args.device, args.out, not args.quiet, dict(args.settings))
-            summary = solve(args.problem or default_problem(), options)
-            return 130 if summary.get("status") == "interrupted" else 0
-        from vpinn.bench import run as run_bench
-
-        return run_bench(args)
+        return COMMANDS[args.command][3](args)
     except VpinnError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -40,6 +40,24 @@ def choose_device(requested: str | None = None) -> torch.device:
     return device
 
 
+def _libc() -> ctypes.CDLL | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+
+
+def release_free_memory() -> None:
+    """Return the heap's free pages to the OS (glibc ``malloc_trim``), so that a resident-size
+    baseline read next counts only memory in use, whatever the process did before."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
 def keep_freed_memory() -> bool:
     """Stop glibc from returning large freed blocks to the OS after every training step.
 
@@ -48,38 +66,35 @@ def keep_freed_memory() -> bool:
     large blocks and raising the trim threshold keeps freed memory in the heap for reuse
     (``run.py memory --allocator`` measures the effect).  Returns False where glibc is absent.
     """
-    if not sys.platform.startswith("linux"):
+    libc = _libc()
+    if libc is None:
         return False
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        ok = libc.mallopt(_M_MMAP_MAX, 0) == 1
-        return ok and libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1
-    except (OSError, AttributeError):
-        return False
+    return libc.mallopt(_M_MMAP_MAX, 0) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1
+
+
+def _status_bytes(field: str) -> int | None:
+    """A memory field (``VmHWM``, ``VmRSS``) of ``/proc/self/status`` in bytes; None off Linux."""
+    status = Path("/proc/self/status")
+    if not status.exists():
+        return None
+    for line in status.read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) * 1024
+    return None
 
 
 def peak_resident_bytes() -> int:
     """Peak resident set size of this process so far, in bytes (CPU memory)."""
-    status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
+    peak = _status_bytes("VmHWM")
+    if peak is not None:
+        return peak
     usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return usage if sys.platform == "darwin" else usage * 1024
 
 
 def current_resident_bytes() -> int:
     """Current resident set size of this process, in bytes (0 where unknown)."""
-    status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
+    return _status_bytes("VmRSS") or 0
 
 
 def peak_memory_bytes(device: torch.device) -> int:

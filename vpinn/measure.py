@@ -1,14 +1,19 @@
-"""Measure training steps: time per step and peak memory, each case in a fresh process on CPU.
+"""Measure training work: time and peak memory of minibatch steps or of one exact full gradient.
 
-CPU memory is the process's peak resident set size (``VmHWM``) minus its resident size just
-before the first step; a fresh process per case keeps one case's freed-but-cached memory out of
-the next one's figure.  On CUDA, ``torch.cuda.max_memory_allocated`` after
-``reset_peak_memory_stats``, minus the memory allocated before the first step (live tensors).
-Run a case directly with ``python -m vpinn.measure '<json>'``; it prints one JSON object.
+Memory is measured so that the figures can be trusted (README, "Memory measurement"):
+
+* CUDA: ``torch.cuda.reset_peak_memory_stats``, then ``max_memory_allocated`` minus the memory
+  allocated just before the first step: the live tensors of the work itself.
+* CPU: each case runs in a fresh Python process (:func:`measure`), which reports its peak
+  resident set size (``VmHWM``) minus its resident size just before the first step; a fresh
+  process keeps one case's freed-but-cached memory out of the next case's figure.
+
+``python -m vpinn.measure '<json>'`` runs one case and prints one JSON object.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import statistics
 import subprocess
@@ -17,45 +22,82 @@ import time
 
 import torch
 
-from vpinn.device import choose_device, current_resident_bytes, keep_freed_memory, peak_memory_bytes, synchronize
+from vpinn.device import (choose_device, current_resident_bytes, keep_freed_memory, peak_memory_bytes,
+                          release_free_memory, synchronize)
 from vpinn.errors import VpinnError
 from vpinn.problem import load_problem
 from vpinn.setup import build_setup
-from vpinn.train import Trainer
+from vpinn.train import Trainer, full_loss_backward
 
 
-def measure_training(problem: str, overrides: dict, device: str | None, steps: int = 20,
-                     min_seconds: float = 2.0, tune_allocator: bool = True) -> dict:
-    """Time ``steps`` training steps (after 3 untimed ones) of ``problem`` with ``overrides``."""
-    allocator = keep_freed_memory() if tune_allocator else False
-    spec = load_problem(problem, overrides)
-    compute = choose_device(device)
-    setup = build_setup(spec, compute)
-    trainer = Trainer(setup, None, progress=False)
-    synchronize(compute)
-    if compute.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(compute)
-        baseline = torch.cuda.memory_allocated(compute)
-    else:
-        baseline = current_resident_bytes()
+def _time_steps(trainer: Trainer, device: torch.device, steps: int, min_seconds: float) -> list[float]:
+    """Seconds per training step, after 3 untimed steps: ``steps`` of them, stopping early after 5
+    once ``min_seconds`` have passed."""
     for _ in range(3):
         trainer.training_step()
     times: list[float] = []
     started = time.perf_counter()
-    while len(times) < steps and (len(times) < 5 or time.perf_counter() - started < min_seconds):
-        synchronize(compute)
+    while len(times) < steps and (len(times) < min(5, steps) or time.perf_counter() - started < min_seconds):
+        synchronize(device)
         tick = time.perf_counter()
         trainer.training_step()
-        synchronize(compute)
+        synchronize(device)
         times.append(time.perf_counter() - tick)
-    points = sum(term.batch for term in setup.physics.terms)
+    return times
+
+
+def _time_full_gradient(trainer: Trainer, device: torch.device, chunk: int) -> list[float]:
+    """Seconds for one exact gradient of the whole training rule, accumulated over chunks."""
+    setup = trainer.setup
+    tick = time.perf_counter()
+    full_loss_backward(setup.physics.terms, setup.physics.solution, chunk, device, setup.dtype)
+    synchronize(device)
+    return [time.perf_counter() - tick]
+
+
+def _warm_up(problem: str, overrides: dict, device: torch.device) -> None:
+    """Two steps at a tiny batch, so that one-off allocations (thread pools, BLAS buffers, the
+    autograd engine) happen before the baseline is read and do not count as the case's memory."""
+    tiny = load_problem(problem, {**overrides, "train.batch": 64, "train.boundary_batch": 64})
+    trainer = Trainer(build_setup(tiny, device), None, progress=False)
+    for _ in range(2):
+        trainer.training_step()
+
+
+def measure_training(problem: str, overrides: dict, device: str | None, kind: str = "step", steps: int = 20,
+                     min_seconds: float = 2.0, chunk: int = 65536, tune_allocator: bool = True) -> dict:
+    """Measure ``kind`` ("step": minibatch training steps; "full": one full gradient in chunks of
+    ``chunk`` points) for ``problem`` with ``overrides``, in this process."""
+    allocator = keep_freed_memory() if tune_allocator else False
+    spec = load_problem(problem, overrides)
+    compute = choose_device(device)
+    _warm_up(problem, overrides, compute)
+    setup = build_setup(spec, compute)
+    trainer = Trainer(setup, None, progress=False)
+    gc.collect()
+    synchronize(compute)
+    if compute.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(compute)
+        baseline = torch.cuda.memory_allocated(compute)
+    else:
+        release_free_memory()
+        baseline = current_resident_bytes()
+    if kind == "step":
+        times = _time_steps(trainer, compute, steps, min_seconds)
+        points = sum(term.batch for term in setup.physics.terms)  # per step
+        resident = points
+    else:
+        times = _time_full_gradient(trainer, compute, chunk)
+        points = sum(term.rule.size for term in setup.physics.terms)
+        resident = min(chunk, max(term.rule.size for term in setup.physics.terms))  # points alive at once
     seconds = statistics.median(times)
-    above = peak_memory_bytes(compute) - baseline
+    peak = peak_memory_bytes(compute)
     return {
-        "seconds_per_step": seconds, "points_per_second": points / seconds, "timed_steps": len(times),
-        "peak_bytes": peak_memory_bytes(compute), "baseline_bytes": baseline, "above_baseline_bytes": above,
-        "bytes_per_point": above / points, "quadrature_points": setup.physics.terms[0].rule.size,
-        "device": str(compute), "allocator_tuned": allocator,
+        "kind": kind, "seconds": seconds, "points_per_second": points / seconds, "repeats": len(times),
+        "peak_bytes": peak, "baseline_bytes": baseline, "above_baseline_bytes": peak - baseline,
+        "bytes_per_point": (peak - baseline) / resident, "quadrature_points": setup.physics.terms[0].rule.size,
+        "batch": resident, "device": str(compute), "allocator_tuned": allocator,
     }
 
 
@@ -69,9 +111,14 @@ def measure_isolated(case: dict) -> dict:
 
 
 def measure(case: dict) -> dict:
-    """One case, isolated in a subprocess on CPU, in this process on CUDA (exact counters there)."""
-    if choose_device(case.get("device")).type == "cuda":
-        return measure_training(**case)
+    """One case: in a fresh process on CPU; in this process on CUDA, whose counters are exact.
+
+    (The glibc allocator settings cannot be undone in a running process, so a CUDA case that
+    asks for the untuned allocator runs isolated too.)"""
+    if choose_device(case.get("device")).type == "cuda" and case.get("tune_allocator", True):
+        result = measure_training(**case)
+        gc.collect()
+        return result
     return measure_isolated(case)
 
 

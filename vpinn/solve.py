@@ -18,6 +18,7 @@ from typing import Callable
 import torch
 
 from vpinn.atomic import write_text
+from vpinn.budget import fit_batch
 from vpinn.device import choose_device, peak_memory_bytes
 from vpinn.errors import SpecError, TrainingDiverged
 from vpinn.evaluate import energy, relative_errors
@@ -48,8 +49,16 @@ def output_directory(spec: ProblemSpec, override: str | None) -> Path:
 def solve(problem_path: str | Path, options: SolveOptions = SolveOptions(), echo: Callable[[str], None] = print) -> dict:
     """Solve the problem in ``problem_path``; returns the summary (also written as JSON)."""
     started = time.perf_counter()
-    spec = load_problem(problem_path, options.overrides)
+    overrides = dict(options.overrides)
+    spec = load_problem(problem_path, overrides)
     device = choose_device(options.device)
+    estimate = None
+    if spec.train.memory_limit:
+        estimate = fit_batch(str(problem_path), spec, overrides, str(device))
+        overrides.update({"train.batch": estimate.batch, "train.chunk": estimate.chunk})
+        spec = load_problem(problem_path, overrides)
+        echo(f"train.memory_limit = {spec.train.memory_limit}: batch {estimate.batch:,}, chunk {estimate.chunk:,} "
+             f"(calibrated {estimate.per_point / 1024:.2f} KiB per point + {estimate.fixed / 2**20:.0f} MiB fixed)")
     text = Path(problem_path).read_text(encoding="utf-8")
     try:
         setup = build_setup(spec, device)
@@ -78,6 +87,10 @@ def solve(problem_path: str | Path, options: SolveOptions = SolveOptions(), echo
              f"continue with --resume")
         return {"status": "interrupted"}
     summary = _finish(setup, result, out, started, options.overrides)
+    if estimate is not None:
+        summary.update(memory_limit_bytes=spec.train.memory_limit_bytes, calibrated_bytes_per_point=estimate.per_point,
+                       calibrated_fixed_bytes=estimate.fixed)
+        write_json(out / "summary.json", summary)
     echo(_one_line(summary, out))
     return summary
 

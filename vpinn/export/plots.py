@@ -163,3 +163,33 @@ def plot_profile(path: str | Path, label: str, coordinate: np.ndarray,
         axes.grid(True, alpha=0.3)
         axes.legend(fontsize=8)
     _save(figure, path)
+
+
+def plot_memory(path: str | Path, rows: Sequence[dict]) -> None:
+    """``memory.png``: memory above baseline against b (one line per N) and against N (one line
+    per b), log-log; the full-gradient rows are marked at their chunk size."""
+    figure = Figure(figsize=(11, 4.2))
+    by_b, by_n = figure.subplots(1, 2)
+    steps = [r for r in rows if r["kind"] == "minibatch step"]
+    for allocator, style in (("tuned", "-"), ("default", "--")):
+        chosen = [r for r in steps if r["allocator"] == allocator]
+        for points in sorted({r["points"] for r in chosen}):
+            line = sorted((r for r in chosen if r["points"] == points), key=lambda r: r["batch"])
+            by_b.loglog([r["batch"] for r in line], [r["above_baseline_MiB"] for r in line], style, marker="o",
+                        label=f"N = {points:.1e} ({allocator})")
+        for batch in sorted({r["batch"] for r in chosen}):
+            line = sorted((r for r in chosen if r["batch"] == batch), key=lambda r: r["points"])
+            by_n.loglog([r["points"] for r in line], [r["above_baseline_MiB"] for r in line], style, marker="o",
+                        label=f"b = {batch:.0e} ({allocator})")
+    for r in rows:
+        if r["kind"] == "full gradient":
+            by_b.loglog([r["batch"]], [r["above_baseline_MiB"]], "k*", markersize=12,
+                        label=f"exact gradient, N = {r['points']:.1e}, chunks of {r['batch']:,} ({r['allocator']})")
+    by_b.set_xlabel("batch size b (points per step)")
+    by_n.set_xlabel("quadrature points N")
+    for axes, title in ((by_b, "grows with the batch"), (by_n, "flat in the rule size")):
+        axes.set_ylabel("peak memory above baseline (MiB)")
+        axes.set_title(title)
+        axes.grid(True, which="both", alpha=0.3)
+        axes.legend(fontsize=7)
+    _save(figure, path)

@@ -48,3 +48,12 @@ def write_csv(path: str | Path, rows: Sequence[dict], columns: Sequence[str] | N
                 cells.append(repr(value) if isinstance(value, float) else value)
         writer.writerow(cells)
     write_text(path, buffer.getvalue())
+
+
+def write_markdown(path: str | Path, rows: Sequence[dict], columns: Sequence[tuple[str, str, str]]) -> None:
+    """A Markdown table of ``rows``; ``columns`` are (key, header, format spec); missing cells are blank."""
+    lines = ["| " + " | ".join(h for _, h, _ in columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = ["" if row.get(k) is None else format(row[k], f) for k, _, f in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    write_text(path, "\n".join(lines) + "\n")

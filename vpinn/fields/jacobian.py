@@ -38,8 +38,10 @@ class _FusedMLP(torch.autograd.Function):
     ``W_0, b_0, ..., W_L, b_L``.  Outputs: value (b, m) and ``g_0 = dN/dh0`` as (m, b, n).
 
     Kept for backward, per hidden layer: ``h_l``, ``s'(z_l)`` and the chain's ``g_l`` (plus
-    ``z_l`` if the activation's derivatives need it).  Buffers are reused in place where the
-    algebra allows, which keeps both memory and time down.
+    ``z_l`` if the activation's derivatives need it).  When the activation knows
+    ``s''/s'`` in closed form (tanh: ``-2h``), ``delta_l = g_l s'_l`` is kept instead of ``g_l``: the
+    adjoint then needs neither ``g_l`` nor a recomputed ``delta_l``, which saves a tensor and two
+    element-wise passes per layer.  Buffers are reused in place where the algebra allows.
     """
 
     @staticmethod
@@ -59,20 +61,21 @@ class _FusedMLP(torch.autograd.Function):
         value = torch.addmm(biases[-1], h, weights[-1].T)
         # Backward chain for dN/dh0: g_L = W_L (m, 1, w); g_{l-1} = (g_l * s'_l) @ W_{l-1}.
         g = weights[-1][:, None, :]
-        slopes, upstream = [], []
+        slopes, chain = [], []  # chain: delta_l if the activation has a curvature ratio, else g_l
         for layer in range(len(weights) - 2, -1, -1):
             slope = activation.first(zs[layer], hs[layer + 1])
             slopes.append(slope)
-            upstream.append(g)
-            g = (g * slope) @ weights[layer]
+            delta = g * slope
+            chain.append(delta if activation.ratio_ is not None else g)
+            g = delta @ weights[layer]
         ctx.activation = activation
-        ctx.slopes, ctx.upstream, ctx.zs = slopes[::-1], upstream[::-1], zs
+        ctx.slopes, ctx.chain, ctx.zs = slopes[::-1], chain[::-1], zs
         ctx.save_for_backward(*hs, *params)
         return value, g
 
     @staticmethod
     def backward(ctx, value_bar: Tensor, g0_bar: Tensor):
-        activation, slopes, upstream, zs = ctx.activation, ctx.slopes, ctx.upstream, ctx.zs
+        activation, slopes, chain, zs = ctx.activation, ctx.slopes, ctx.chain, ctx.zs
         saved = ctx.saved_tensors
         hidden = len(slopes)
         hs, params = saved[: hidden + 1], saved[hidden + 1 :]
@@ -83,16 +86,18 @@ class _FusedMLP(torch.autograd.Function):
         # Adjoint of the derivative chain, from the input side up.
         g_bar = g0_bar
         for layer in range(hidden):
-            slope, g_up = slopes[layer], upstream[layer]
+            slope, z, h = slopes[layer], zs[layer], hs[layer + 1]
             n_out, n_in = weights[layer].shape
-            delta = g_up * slope  # (m, b, w), as in the forward chain
+            ratio = activation.ratio_ is not None
+            delta = chain[layer] if ratio else chain[layer] * slope  # (m, b, w), as in the forward chain
             grad_w.append(delta.reshape(-1, n_out).T @ g_bar.reshape(-1, n_in))
             delta_bar = g_bar @ weights[layer].T
-            # slope_bar = sum_m delta_bar * g_up, computed into delta's buffer
-            slope_bar = torch.mul(delta_bar, g_up, out=delta)
-            slope_bar = slope_bar[0] if outputs == 1 else slope_bar.sum(0)
-            upstream[layer] = None  # free g_l as soon as it is used
-            z_bar.append(slope_bar.mul_(activation.second(zs[layer], hs[layer + 1], slope)))
+            # z_bar = s'' * sum_m delta_bar * g_l, computed into delta's buffer: with a ratio as
+            # (s''/s') * sum_m delta_bar * delta, else directly.
+            product = torch.mul(delta_bar, delta if ratio else chain[layer], out=delta)
+            summed = product[0] if outputs == 1 else product.sum(0)
+            chain[layer] = None  # free it as soon as it is used
+            z_bar.append(activation.ratio_(summed, z, h) if ratio else summed.mul_(activation.second(z, h, slope)))
             g_bar = delta_bar.mul_(slope)
         grad_w.append(g_bar.sum(1))  # g_L = W_L broadcast over the batch
         # Adjoint of the value chain, from the output down.

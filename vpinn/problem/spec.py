@@ -8,6 +8,7 @@ live in :mod:`vpinn.problem.loader`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -19,6 +20,18 @@ FACES: tuple[str, ...] = ("xmin", "xmax", "ymin", "ymax", "zmin", "zmax")
 #: boundary conditions that prescribe the solution's value through the lift ``g`` of the ansatz
 #: ``u = g + d*N``; all entries of these types in one problem share one expression for ``g``
 VALUE_CONDITIONS: frozenset[str] = frozenset({"dirichlet", "clamp"})
+
+
+_BYTE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+               "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_bytes(text: str) -> int:
+    """``"2GiB"`` -> 2147483648; ``"1.5 GB"`` -> 1500000000; raises ValueError if malformed."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*", text)
+    if not match or match.group(2).lower() not in _BYTE_UNITS:
+        raise ValueError(f"{text!r} is not a size such as 2GiB, 512MiB or 1.5GB")
+    return int(float(match.group(1)) * _BYTE_UNITS[match.group(2).lower()])
 
 
 def _positive(key: str, value: float) -> None:
@@ -331,7 +344,11 @@ class LbfgsSpec:
 
 @dataclass(frozen=True)
 class TrainSpec:
-    """``[train]``: Adam on minibatches, warmup then decay of the learning rate, clipping."""
+    """``[train]``: Adam on minibatches, warmup then decay of the learning rate, clipping.
+
+    ``memory_limit`` (e.g. ``"2GiB"``) replaces ``batch`` by the largest batch whose training
+    steps fit in that much memory above the process's idle baseline (see :mod:`vpinn.budget`).
+    """
 
     steps: int = 2000
     batch: int = 8192
@@ -349,6 +366,7 @@ class TrainSpec:
     eval_every: int = 500
     checkpoint_every: int = 500
     chunk: int = 65536
+    memory_limit: str = ""
     lbfgs: LbfgsSpec = LbfgsSpec()
 
     def __post_init__(self) -> None:
@@ -364,6 +382,16 @@ class TrainSpec:
             raise SpecError("clip", f"must be 0 (off) or a positive gradient-norm bound, not {self.clip}")
         if self.max_time < 0:
             raise SpecError("max_time", f"must be 0 (no limit) or positive seconds, not {self.max_time}")
+        if self.memory_limit:
+            try:
+                _positive("memory_limit", parse_bytes(self.memory_limit))
+            except ValueError as err:
+                raise SpecError("memory_limit", str(err)) from None
+
+    @property
+    def memory_limit_bytes(self) -> int | None:
+        """``memory_limit`` in bytes, or None when not set."""
+        return parse_bytes(self.memory_limit) if self.memory_limit else None
 
 
 @dataclass(frozen=True)

@@ -44,25 +44,25 @@ class GaussRule(MappedRule):
         self._tables: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     def _table(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-local-node parameter offsets (q^d, d) and weights (q^d,), and the cell counts (d,).
+
+        Tabulating the q^d local nodes once turns a batch's node lookup into two gathers.
+        """
         key = (device, dtype)
         if key not in self._tables:
             nodes, weights = gauss_legendre_unit(self.order)
-            cells = torch.tensor(self.cells, dtype=dtype, device=device)
+            d = len(self.cells)
+            local = np.stack(np.meshgrid(*[np.arange(self.order)] * d, indexing="ij"), -1).reshape(-1, d)
             self._tables[key] = (
-                torch.tensor(nodes, dtype=dtype, device=device),
-                torch.tensor(weights, dtype=dtype, device=device),
-                cells,
+                torch.tensor(nodes[local], dtype=dtype, device=device),
+                torch.tensor(weights[local].prod(axis=1) / math.prod(self.cells), dtype=dtype, device=device),
+                torch.tensor(self.cells, dtype=dtype, device=device),
             )
         return self._tables[key]
 
     def parameters(self, index: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        nodes, weights, cells = self._table(index.device, dtype)
-        d = len(self.cells)
-        per_cell = self.order**d
-        cell = unravel(index // per_cell, self.cells)
-        local = unravel(index % per_cell, (self.order,) * d)
-        params = torch.stack([(c.to(dtype) + nodes[j]) for c, j in zip(cell, local)], dim=1) / cells
-        weight = weights[local[0]]
-        for j in local[1:]:
-            weight = weight * weights[j]
-        return params, weight / cells.prod()
+        offsets, weights, cells = self._table(index.device, dtype)
+        per_cell = self.order ** len(self.cells)
+        cell, local = index // per_cell, index % per_cell
+        corner = torch.stack(unravel(cell, self.cells), dim=1).to(dtype)
+        return (corner + offsets[local]) / cells, weights[local]

@@ -6,10 +6,8 @@ scheduled learning rate.  Losses are read back to the host only every ``log_ever
 Phase 2 (``lbfgs``, if ``train.lbfgs.iterations > 0``): the network moves to
 ``train.lbfgs.dtype`` and L-BFGS with a strong-Wolfe line search minimises the loss on the fixed
 finishing rule, whose exact gradient is accumulated over chunks at bounded memory.  L-BFGS sees
-the loss divided by its magnitude at the start of the phase: torch's L-BFGS keeps a curvature
-pair only if ``y.s > 1e-10``, an absolute threshold, and a loss of size 5e-4 (the Lamé sphere in
-physical units) makes most pairs fall below it, which stalls the method (measured: relative L2
-error stuck at 2.2e-3 instead of falling below 1e-3).
+the loss divided by its magnitude at the start of the phase (see
+:class:`~vpinn.train.objective.MemoizedObjective` for why).
 
 The loop stops early at a wall-clock budget (``max_time``; the finish gets
 ``lbfgs.time_share`` of it), on Ctrl-C (after the current step, with a checkpoint), or on a
@@ -24,7 +22,6 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from tqdm import tqdm
@@ -35,7 +32,7 @@ from vpinn.evaluate import energy, relative_errors
 from vpinn.sampling import UniformSampler
 from vpinn.setup import DTYPES, Setup
 from vpinn.train.checkpoint import load_checkpoint, save_checkpoint
-from vpinn.train.objective import full_loss_backward, minibatch_loss
+from vpinn.train.objective import MemoizedObjective, full_loss_backward, minibatch_loss
 from vpinn.train.schedules import learning_rate
 
 
@@ -48,49 +45,6 @@ class TrainResult:
     iterations: int
     seconds: float
     history: list[dict]
-
-
-class _MemoizedObjective:
-    """The full-batch closure for L-BFGS, normalised, remembering its last evaluation.
-
-    torch's L-BFGS evaluates the closure at the start of every ``step``; the line search of the
-    previous step has usually evaluated that very point already.  Returning the remembered loss
-    and gradient then saves one full pass over the finishing rule per iteration.
-
-    Loss and gradient are multiplied by ``scale``: given, or on the first evaluation
-    ``1/|loss|`` (1 if the loss is 0), so that L-BFGS works on a loss of order 1 (see the module
-    docstring).
-    """
-
-    def __init__(self, parameters: list[torch.Tensor], evaluate: Callable[[], torch.Tensor], scale: float | None = None):
-        self.parameters, self.evaluate, self.scale = parameters, evaluate, scale
-        self.point: torch.Tensor | None = None
-        self.loss: torch.Tensor | None = None
-        self.gradient: torch.Tensor | None = None
-
-    def _flat(self, tensors) -> torch.Tensor:
-        return torch.cat([t.reshape(-1) for t in tensors])
-
-    def __call__(self) -> torch.Tensor:
-        point = self._flat([p.detach() for p in self.parameters])
-        if self.point is not None and torch.equal(point, self.point):
-            offset = 0
-            for p in self.parameters:
-                p.grad = self.gradient[offset : offset + p.numel()].view_as(p).clone()
-                offset += p.numel()
-            return self.loss
-        for p in self.parameters:
-            p.grad = None
-        loss = self.evaluate()
-        if self.scale is None:
-            self.scale = 1 / abs(float(loss)) if float(loss) != 0 else 1.0
-        for p in self.parameters:
-            if p.grad is not None:
-                p.grad.mul_(self.scale)
-        self.loss = loss * self.scale
-        self.point = point
-        self.gradient = self._flat([p.grad if p.grad is not None else torch.zeros_like(p) for p in self.parameters])
-        return self.loss
 
 
 class Trainer:
@@ -205,7 +159,7 @@ class Trainer:
             self.lbfgs = self._new_lbfgs()
             self.phase = "lbfgs"
         terms = [t if t.on_boundary else t.with_rule(setup.finish_rule) for t in self.terms]
-        objective = _MemoizedObjective(
+        objective = MemoizedObjective(
             self.parameters,
             lambda: full_loss_backward(terms, setup.physics.solution, self.spec.chunk, setup.device, setup.dtype),
             self.lbfgs_scale,

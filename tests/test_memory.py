@@ -1,0 +1,76 @@
+"""Memory: the memory command's table and plot, its checks, and the memory budget option."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tests.conftest import REPO
+from vpinn.budget import fit_batch
+from vpinn.errors import ProblemFileError
+from vpinn.measure import measure
+from vpinn.memory import checks
+from vpinn.problem import load_problem
+from vpinn.problem.spec import parse_bytes
+
+COLUMNS = ["kind", "points", "batch", "allocator", "peak_MiB", "above_baseline_MiB", "bytes_per_point",
+           "ms_per_step", "points_per_s", "device"]
+
+
+def test_memory_command_writes_table_and_plot(small_problem, tmp_path):
+    """Same code path as the GPU check (--device cuda), on CPU with small sizes."""
+    out = tmp_path / "memory"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "run.py"), "memory", str(small_problem), "--device", "cpu", "--batch", "64,256",
+         "--points", "1000", "--full-points", "4000", "--chunk", "1000", "--steps", "2", "--out", str(out)],
+        capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    with open(out / "memory.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == COLUMNS
+    assert [(r["kind"], int(r["points"]), int(r["batch"])) for r in rows] == [
+        ("minibatch step", 1000, 64), ("minibatch step", 1000, 256), ("full gradient", 4096, 1000)]  # nearest cube of cells
+    assert all(float(r["above_baseline_MiB"]) >= 0 and float(r["ms_per_step"]) > 0 for r in rows)
+    assert (out / "memory.png").stat().st_size > 10_000
+    assert (out / "memory.md").read_text().count("\n") == 2 + len(rows)
+    assert "bytes per point at b = 256" in done.stdout
+
+
+def test_checks_read_flatness_and_slope_off_the_table():
+    rows = [{"kind": "minibatch step", "allocator": "tuned", "points": n, "batch": b,
+             "above_baseline_MiB": 5e-3 * b * (1.05 if n > 1e6 else 1.0), "bytes_per_point": 5000.0}
+            for n in (10**5, 10**8) for b in (10**4, 10**5)]
+    lines = checks(rows)
+    assert "flat in N: at b = 10,000, N = 100,000,000 uses +5.0% memory" in lines[0]
+    assert lines[2].endswith("= 1.00")
+
+
+@pytest.mark.parametrize("text, value", [("2GiB", 2 * 2**30), ("1.5 GB", 1_500_000_000), ("512MiB", 2**29), ("1e6", 10**6)])
+def test_parse_bytes(text, value):
+    assert parse_bytes(text) == value
+
+
+def test_bad_memory_limit_is_a_one_line_error(small_problem):
+    with pytest.raises(ProblemFileError, match="train.memory_limit: '2 parsecs' is not a size"):
+        load_problem(small_problem, {"train.memory_limit": "2 parsecs"})
+
+
+def test_memory_limit_picks_a_batch_that_fits(small_problem):
+    spec = load_problem(small_problem, {"train.memory_limit": "48MiB"})
+    estimate = fit_batch(str(small_problem), spec, {"train.memory_limit": "48MiB"}, "cpu")
+    assert 1000 < estimate.batch and 0 < estimate.per_point < 20_000
+    assert estimate.chunk == min(spec.train.chunk, estimate.batch // 2)  # float64 finish: half the points
+    used = measure({"problem": str(small_problem), "overrides": {"train.batch": estimate.batch}, "device": "cpu",
+                    "steps": 2, "min_seconds": 0.0})["above_baseline_bytes"]
+    assert used <= 48 * 2**20
+    assert used >= 0.5 * 48 * 2**20  # and it is not needlessly small
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_memory_on_cuda_counts_live_tensors(small_problem):
+    result = measure({"problem": str(small_problem), "overrides": {"train.batch": 4096}, "device": "cuda", "steps": 2})
+    assert 0 < result["above_baseline_bytes"] < 4096 * 20_000
