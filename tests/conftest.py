@@ -50,6 +50,18 @@ SMALL_POISSON = textwrap.dedent(
 )
 
 
+def central_differences(function, x: torch.Tensor, step: float = 1e-6) -> torch.Tensor:
+    """``d function_k / d x_j`` (b, m, 3) by central differences of ``function`` (b, 3) -> (b, m):
+    an independent check of a Jacobian (float64: truncation and round-off errors about 1e-10)."""
+    columns = []
+    with torch.no_grad():
+        for axis in range(3):
+            shift = torch.zeros(3, dtype=x.dtype)
+            shift[axis] = step
+            columns.append((function(x + shift) - function(x - shift)) / (2 * step))
+    return torch.stack(columns, dim=2)
+
+
 @pytest.fixture
 def small_problem(tmp_path: Path) -> Path:
     """A tiny Poisson problem file (seconds to train)."""

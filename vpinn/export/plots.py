@@ -126,7 +126,7 @@ def plot_slice(path: str | Path, points: np.ndarray, fields: dict[str, np.ndarra
     third-axis layer (for a box, the middle z-slice), drawn in the layer's own plane
     (:func:`plane_coordinates`); vector fields as their magnitude."""
     names = [primary] + [n for n in (f"{primary}_exact", "error") if n in fields]
-    figure = Figure(figsize=(4.2 * len(names), 3.6))
+    figure = Figure(figsize=(4.6 * len(names), 3.8), layout="constrained")
     panels = np.atleast_1d(figure.subplots(1, len(names)))
     nx, ny, nz = shape
     horizontal, vertical, horizontal_label, vertical_label = plane_coordinates(points.reshape(nz, ny, nx, 3)[nz // 2])
@@ -138,7 +138,7 @@ def plot_slice(path: str | Path, points: np.ndarray, fields: dict[str, np.ndarra
                                 cmap="RdBu_r" if name == "error" and fields[name].ndim == 1 else "viridis")
         figure.colorbar(image, ax=axes, shrink=0.85)
         axes.set_aspect("equal")
-        axes.set_title(f"{name}{' magnitude' if fields[name].ndim == 2 else ''}, middle layer")
+        axes.set_title(f"{name}{' magnitude' if fields[name].ndim == 2 else ''}\nmiddle layer", fontsize=9)
         axes.set_xlabel(horizontal_label)
         axes.set_ylabel(vertical_label)
     _save(figure, path)
