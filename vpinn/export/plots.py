@@ -124,12 +124,18 @@ def plot_slice(path: str | Path, points: np.ndarray, fields: dict[str, np.ndarra
                primary: str = "u") -> None:
     """``solution.png``: the computed field, the exact one and the error on the grid's middle
     third-axis layer (for a box, the middle z-slice), drawn in the layer's own plane
-    (:func:`plane_coordinates`); vector fields as their magnitude."""
+    (:func:`plane_coordinates`); vector fields as their magnitude.  Panels sit side by side, or
+    one above the other for a layer more than twice as wide as it is tall (a slender beam)."""
     names = [primary] + [n for n in (f"{primary}_exact", "error") if n in fields]
-    figure = Figure(figsize=(4.6 * len(names), 3.8), layout="constrained")
-    panels = np.atleast_1d(figure.subplots(1, len(names)))
     nx, ny, nz = shape
     horizontal, vertical, horizontal_label, vertical_label = plane_coordinates(points.reshape(nz, ny, nx, 3)[nz // 2])
+    aspect = np.ptp(horizontal) / max(np.ptp(vertical), 1e-300)
+    if aspect > 2:
+        figure = Figure(figsize=(9, 0.9 + len(names) * min(9 / aspect + 0.9, 3.8)), layout="constrained")
+        panels = np.atleast_1d(figure.subplots(len(names), 1))
+    else:
+        figure = Figure(figsize=(4.6 * len(names), 3.8), layout="constrained")
+        panels = np.atleast_1d(figure.subplots(1, len(names)))
     for axes, name in zip(panels, names):
         values = fields[name]
         values = np.linalg.norm(values, axis=1) if values.ndim == 2 else values

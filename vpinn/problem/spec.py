@@ -39,6 +39,11 @@ def _positive(key: str, value: float) -> None:
         raise SpecError(key, f"must be positive, not {value}")
 
 
+def _at_least(minimum: int, key: str, value: int) -> None:
+    if value < minimum:
+        raise SpecError(key, f"must be at least {minimum}, not {value}")
+
+
 @dataclass(frozen=True)
 class BoxSpec:
     """``[domain]`` with ``type = "box"``: the axis-aligned box ``lower <= x <= upper``.
@@ -247,10 +252,8 @@ class RuleSpec:
         if not 1 <= self.order <= 6:
             raise SpecError("order", f"must be between 1 and 6, not {self.order}")
         for i, n in enumerate(self.cells):
-            if n < 1:
-                raise SpecError(f"cells[{i}]", f"must be at least 1, not {n}")
-        if self.points < 1:
-            raise SpecError("points", f"must be at least 1, not {self.points}")
+            _at_least(1, f"cells[{i}]", n)
+        _at_least(1, "points", self.points)
 
 
 @dataclass(frozen=True)
@@ -308,10 +311,8 @@ class ModelSpec:
     domain_coordinates: bool = True
 
     def __post_init__(self) -> None:
-        if self.width < 1:
-            raise SpecError("width", f"must be at least 1, not {self.width}")
-        if self.depth < 1:
-            raise SpecError("depth", f"must be at least 1, not {self.depth}")
+        _at_least(1, "width", self.width)
+        _at_least(1, "depth", self.depth)
         if self.fourier_features < 0:
             raise SpecError("fourier_features", f"must be 0 (off) or positive, not {self.fourier_features}")
         _positive("fourier_scale", self.fourier_scale)
@@ -336,8 +337,7 @@ class LbfgsSpec:
     def __post_init__(self) -> None:
         if self.iterations < 0:
             raise SpecError("iterations", f"must be 0 (off) or positive, not {self.iterations}")
-        if self.history < 1:
-            raise SpecError("history", f"must be at least 1, not {self.history}")
+        _at_least(1, "history", self.history)
         if not 0 < self.time_share < 1:
             raise SpecError("time_share", f"must be between 0 and 1, not {self.time_share}")
 
@@ -371,8 +371,7 @@ class TrainSpec:
 
     def __post_init__(self) -> None:
         for name in ("batch", "boundary_batch", "log_every", "eval_every", "checkpoint_every", "chunk"):
-            if getattr(self, name) < 1:
-                raise SpecError(name, f"must be at least 1, not {getattr(self, name)}")
+            _at_least(1, name, getattr(self, name))
         for name in ("steps", "warmup"):
             if getattr(self, name) < 0:
                 raise SpecError(name, f"must not be negative, not {getattr(self, name)}")
@@ -408,8 +407,7 @@ class OutputSpec:
 
     def __post_init__(self) -> None:
         for i, n in enumerate(self.grid):
-            if n < 2:
-                raise SpecError(f"grid[{i}]", f"must be at least 2, not {n}")
+            _at_least(2, f"grid[{i}]", n)
 
 
 @dataclass(frozen=True)
