@@ -50,6 +50,16 @@ SMALL_POISSON = textwrap.dedent(
 )
 
 
+def solve_bundled(directory: Path, name: str, overrides: dict) -> tuple[Path, dict]:
+    """Solve the bundled ``problems/<name>.toml`` with ``overrides`` into ``directory``, quietly;
+    returns the directory and the summary."""
+    from vpinn.solve import SolveOptions, solve
+
+    summary = solve(REPO / "problems" / f"{name}.toml",
+                    SolveOptions(output=str(directory), progress=False, overrides=overrides), echo=lambda line: None)
+    return directory, summary
+
+
 def central_differences(function, x: torch.Tensor, step: float = 1e-6) -> torch.Tensor:
     """``d function_k / d x_j`` (b, m, 3) by central differences of ``function`` (b, 3) -> (b, m):
     an independent check of a Jacobian (float64: truncation and round-off errors about 1e-10)."""

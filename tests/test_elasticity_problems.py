@@ -16,10 +16,9 @@ import meshio
 import numpy as np
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, solve_bundled
 from vpinn.errors import ProblemFileError
 from vpinn.problem import load_problem, parse_problem
-from vpinn.solve import SolveOptions, solve
 
 SPHERE = (REPO / "problems" / "lame_sphere.toml").read_text()
 CUBE = (REPO / "problems" / "elasticity_cube.toml").read_text()
@@ -130,10 +129,7 @@ def u_r(r):
 @pytest.fixture(scope="module")
 def reduced_sphere(tmp_path_factory):
     """The Lamé sphere with smaller rules and shorter training (about 20 s on 2 cores)."""
-    out = tmp_path_factory.mktemp("lame")
-    summary = solve(REPO / "problems" / "lame_sphere.toml",
-                    SolveOptions(output=str(out), progress=False, overrides=REDUCED_SPHERE), echo=lambda line: None)
-    return out, summary
+    return solve_bundled(tmp_path_factory.mktemp("lame"), "lame_sphere", REDUCED_SPHERE)
 
 
 def test_reduced_sphere_is_accurate(reduced_sphere):
@@ -195,8 +191,7 @@ ACCEPTANCE = [
 @pytest.mark.parametrize("name, l2, energy_norm, seconds", ACCEPTANCE)
 def test_bundled_problem_meets_its_acceptance_numbers(tmp_path, name, l2, energy_norm, seconds):
     """The full bundled problem, as `python run.py solve problems/<name>.toml` runs it."""
-    summary = solve(REPO / "problems" / f"{name}.toml", SolveOptions(output=str(tmp_path), progress=False),
-                    echo=lambda line: None)
+    _, summary = solve_bundled(tmp_path, name, {})
     assert summary["rel_l2"] <= l2, summary
     if energy_norm is not None:
         assert summary["rel_energy"] <= energy_norm, summary

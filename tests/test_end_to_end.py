@@ -10,8 +10,7 @@ import meshio
 import numpy as np
 import pytest
 
-from tests.conftest import REPO
-from vpinn.solve import SolveOptions, solve
+from tests.conftest import REPO, solve_bundled
 
 REDUCED = {
     "quadrature.cells": [16, 16, 16], "quadrature.finish.cells": [6, 6, 6],
@@ -24,10 +23,7 @@ REDUCED = {
 @pytest.fixture(scope="module")
 def reduced_run(tmp_path_factory):
     """The bundled default problem, smaller (about 15 s of training on 2 cores)."""
-    out = tmp_path_factory.mktemp("poisson")
-    summary = solve(REPO / "problems" / "poisson_cube.toml",
-                    SolveOptions(output=str(out), progress=False, overrides=REDUCED), echo=lambda line: None)
-    return out, summary
+    return solve_bundled(tmp_path_factory.mktemp("poisson"), "poisson_cube", REDUCED)
 
 
 def test_reduced_default_problem_is_accurate(reduced_run):
@@ -85,7 +81,6 @@ def test_sobol_training_rule_and_neumann_faces_train(tmp_path):
                 "train.lbfgs.iterations": 40, "output.formats": ["vtu"],
                 "bc": [{"type": "dirichlet", "on": ["xmin", "ymin", "ymax", "zmin", "zmax"], "value": "auto"},
                        {"type": "neumann", "on": ["xmax"], "value": "auto"}]}
-    summary = solve(REPO / "problems" / "poisson_cube.toml",
-                    SolveOptions(output=str(tmp_path), progress=False, overrides=settings), echo=lambda line: None)
+    _, summary = solve_bundled(tmp_path, "poisson_cube", settings)
     assert summary["quadrature_points"] == 2**14
     assert summary["rel_l2"] < 3e-2 and summary["rel_energy"] < 6e-2
