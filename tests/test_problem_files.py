@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -21,6 +22,14 @@ def test_bundled_problems_load():
 def test_defaults_fill_missing_sections():
     spec = parse_problem('name = "bare"\n[exact]\nu = "x*(1-x)"\n')
     assert spec.model.width == 64 and spec.train.dtype == "float32" and spec.pde.source == "auto"
+
+
+def test_partial_rule_tables_keep_their_own_defaults():
+    """A sub-table that sets some keys takes the rest from its own default rule, not a generic one."""
+    spec = parse_problem('name = "partial"\n[exact]\nu = "x"\n[quadrature.evaluation]\norder = 5\n[quadrature.boundary]\norder = 4\n')
+    assert (spec.quadrature.evaluation.cells, spec.quadrature.evaluation.order) == ((12, 12, 12), 5)
+    assert (spec.quadrature.boundary.cells, spec.quadrature.boundary.order) == ((32, 32), 4)
+    assert (spec.quadrature.finish.cells, spec.quadrature.finish.order) == ((12, 12, 12), 3)
 
 
 def error_of(text: str) -> ProblemFileError:
@@ -71,6 +80,15 @@ def test_toml_syntax_error_gives_the_line():
     text = SMALL_POISSON.replace("width = 16", "width = = 16")
     error = error_of(text)
     assert error.line == text.splitlines().index("width = = 16") + 1 and "not valid TOML" in error.reason
+
+
+def test_overrides_reach_array_entries_and_reject_non_tables(small_problem):
+    spec = load_problem(small_problem, {"bc[0].value": "x*(1-x)", "train.steps": 7})
+    assert spec.bc[0].value.text == "x*(1-x)" and spec.train.steps == 7
+    for key, words in [("name.x", "'name' is not a table"), ("bc.type", "'bc' is an array: name an entry, e.g. bc[0]"),
+                       ("bc[3].value", "the file has no entry bc[3]")]:
+        with pytest.raises(ProblemFileError, match=re.escape(f"{key}: {words}")):
+            load_problem(small_problem, {key: "0"})
 
 
 def test_overrides_are_validated(small_problem):

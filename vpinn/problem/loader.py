@@ -41,9 +41,9 @@ def parse_problem(text: str, source: str = "<problem>", overrides: dict[str, obj
         where = re.search(r"\(at line (\d+), column \d+\)", str(err))
         reason = f"not valid TOML: {err}"
         raise ProblemFileError(source, reason, line=int(where.group(1)) if where else None) from None
-    for key, value in (overrides or {}).items():
-        _set_dotted(data, key, value)
     try:
+        for key, value in (overrides or {}).items():
+            _set_dotted(data, key, value)
         constants = schema.build(dict, data.get("constants", {}), key="constants")
         _check_constant_names(constants)
         spec = schema.build(ProblemSpec, data, constants)
@@ -60,11 +60,37 @@ def in_file(err: SpecError, source: str, text: str) -> ProblemFileError:
     return ProblemFileError(source, err.reason, err.key, locate(text, err.key))
 
 
+_KEY_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:\[(\d+)\])?")
+
+
 def _set_dotted(data: dict, key: str, value: object) -> None:
-    *tables, last = key.split(".")
-    for name in tables:
-        data = data.setdefault(name, {})
-    data[last] = value
+    """Set the dotted ``key`` (``train.steps``, ``bc[0].value``) in the parsed file ``data``.
+
+    Missing tables are created; an index must name an existing entry of an array of tables."""
+    parts = key.split(".")
+    for depth, part in enumerate(parts):
+        match = _KEY_PART.fullmatch(part)
+        if match is None:
+            raise SpecError(key, "not a key (write names and indices, e.g. train.steps or bc[0].value)")
+        name, index = match.group(1), match.group(2)
+        last = depth == len(parts) - 1
+        if index is None:
+            if last:
+                data[name] = value
+                return
+            data = data.setdefault(name, {})
+        else:
+            entries = data.get(name)
+            if not isinstance(entries, list) or int(index) >= len(entries):
+                raise SpecError(key, f"the file has no entry {part}")
+            if last:
+                entries[int(index)] = value
+                return
+            data = entries[int(index)]
+        if not isinstance(data, dict):
+            where = ".".join(parts[:depth + 1])
+            raise SpecError(key, f"'{where}' is an array: name an entry, e.g. {where}[0]" if isinstance(data, list)
+                            else f"'{where}' is not a table")
 
 
 def _check_constant_names(constants: dict[str, float]) -> None:

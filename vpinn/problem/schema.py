@@ -63,7 +63,7 @@ def suggest(word: str, choices: typing.Iterable[str]) -> str:
 
 
 def _is_table(tp: Any) -> bool:
-    return dataclasses.is_dataclass(tp) and tp is not Expression
+    return dataclasses.is_dataclass(tp)
 
 
 def _convert(tp: Any, value: Any, key: str, constants: Mapping[str, float]) -> Any:
@@ -171,7 +171,9 @@ def _convert_tagged(tables: list[type], value: Any, key: str, constants: Mapping
     return _build_dataclass(by_tag[tag], value, key, constants)
 
 
-def _build_dataclass(cls: type, value: Any, key: str, constants: Mapping[str, float]) -> Any:
+def _build_dataclass(cls: type, value: Any, key: str, constants: Mapping[str, float], base: Any = None) -> Any:
+    """``cls`` from the table ``value``; keys it leaves out come from ``base`` (the field's own
+    default table, e.g. ``[quadrature.evaluation]``'s) if given, else from ``cls``'s defaults."""
     if not isinstance(value, dict):
         raise SpecError(key, f"must be a table, not {value!r}")
     hints = typing.get_type_hints(cls)
@@ -182,11 +184,13 @@ def _build_dataclass(cls: type, value: Any, key: str, constants: Mapping[str, fl
             raise SpecError(f"{prefix}{name}", f"unknown key{suggest(name, fields)}")
     kwargs = {}
     for name, f in fields.items():
-        if name in value:
+        if name in value and _is_table(hints[name]) and dataclasses.is_dataclass(f.default):
+            kwargs[name] = _build_dataclass(hints[name], value[name], f"{prefix}{name}", constants, f.default)
+        elif name in value:
             kwargs[name] = _convert(hints[name], value[name], f"{prefix}{name}", constants)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise SpecError(f"{prefix}{name}", "required key is missing")
     try:
-        return cls(**kwargs)
+        return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
     except SpecError as err:
         raise err.under(key) from None
