@@ -208,11 +208,14 @@ class VectorBoundarySpec:
 
     type: Literal["clamp", "roller", "traction"]
     on: tuple[str, ...] = ("all",)
-    value: Vector | Literal["auto"] | None = None
+    value: Vector | Literal["auto"] | None = None  # None: zero for clamp and traction
 
     def __post_init__(self) -> None:
-        if self.type == "roller" and self.value is not None:
-            raise SpecError("value", "a roller only fixes u.n = 0 and takes no value")
+        if self.type == "roller":
+            if self.value is not None:
+                raise SpecError("value", "a roller only fixes u.n = 0 and takes no value")
+        elif self.value is None:
+            object.__setattr__(self, "value", tuple(parse_expression("0") for _ in range(3)))
 
     def faces_on(self, domain: DomainSpec) -> tuple[str, ...]:
         """The face names, with ``"all"`` expanded to the faces of ``domain``."""
@@ -353,7 +356,6 @@ class TrainSpec:
     steps: int = 2000
     batch: int = 8192
     boundary_batch: int = 1024
-    optimizer: Literal["adam"] = "adam"
     lr: float = 1e-3
     warmup: int = 100
     decay: Literal["cosine", "exponential", "constant"] = "cosine"
