@@ -53,8 +53,5 @@ def relative_errors(physics: Physics, rule: QuadratureRule, chunk: int, device, 
 def energy(physics: Physics, trial, volume_rule: QuadratureRule, chunk: int, device, dtype) -> float:
     """The loss functional ``E(trial)``, exactly: volume terms on ``volume_rule``, boundary terms
     on their whole rules.  ``trial`` is ``physics.solution`` or ``physics.exact`` (for ``E(u*)``)."""
-    total = 0.0
-    for term in physics.terms:
-        rule = term.rule if term.on_boundary else volume_rule
-        total += float(rule.total(lambda b, t=term: integrand(t, trial, b), chunk, device, dtype))
-    return total
+    return sum(float(term.rule.total(lambda b, t=term: integrand(t, trial, b), chunk, device, dtype))
+               for term in physics.terms_on(volume_rule))

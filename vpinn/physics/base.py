@@ -35,13 +35,12 @@ FrameFields = Callable[[Tensor, Tensor, Tensor, tuple[str, str, str]], dict[str,
 @dataclass(frozen=True)
 class Term:
     """One integral ``sum_i w_i density(x_i, u, grad u)`` of the loss, over the domain or over
-    a boundary part (``on_boundary``)."""
+    a boundary part (``on_boundary``: its density sees ``u`` only, ``grad u`` is None)."""
 
     name: str
     rule: QuadratureRule
     batch: int
     density: Density
-    needs_gradient: bool = True
     on_boundary: bool = False
 
     def with_rule(self, rule: QuadratureRule) -> "Term":
@@ -83,13 +82,18 @@ class Physics:
     primary: str = "u"
     frame_fields: FrameFields | None = None
 
+    def terms_on(self, volume_rule: QuadratureRule) -> list[Term]:
+        """The terms with the volume integrals on ``volume_rule`` (the finishing or evaluation
+        rule); boundary terms keep their own rules."""
+        return [t if t.on_boundary else t.with_rule(volume_rule) for t in self.terms]
+
 
 def integrand(term: Term, trial: Callable, batch: PointBatch) -> Tensor:
     """``term``'s density at ``batch`` for a trial function (the ansatz or an exact solution)."""
-    if term.needs_gradient:
-        u, grad_u = trial(batch.points)
+    if term.on_boundary:
+        u, grad_u = trial.value(batch.points), None
     else:
-        u, grad_u = (trial.value(batch.points), None)
+        u, grad_u = trial(batch.points)
     return term.density(batch, u, grad_u)
 
 
@@ -106,12 +110,33 @@ def boundary_load_term(name: str, spec: ProblemSpec, domain: Domain, faces: tupl
     def density(batch: PointBatch, u: Tensor, grad_u: Tensor | None) -> Tensor:
         return -(load(batch) * u).sum(dim=1)
 
-    return Term(name, rule, spec.train.boundary_batch, density, needs_gradient=False, on_boundary=True)
+    return Term(name, rule, spec.train.boundary_batch, density, on_boundary=True)
+
+
+def volume_term(spec: ProblemSpec, domain: Domain, density: Density) -> Term:
+    """The energy's volume integral ``density`` on the training rule, minibatches of ``train.batch``."""
+    return Term("energy", build_rule(spec.quadrature.training, domain.volume_map()), spec.train.batch, density)
+
+
+def lifts_of(spec: ProblemSpec, entries: Sequence) -> list[Expression | None]:
+    """The lift ``g`` of ``u = g + d*N``, one expression per component (None where zero), from the
+    value conditions ``entries`` (all share one value, checked on loading; ``"auto"``: [exact])."""
+    if not entries:
+        return [None] * spec.pde.components
+    value = entries[0].value
+    data = spec.exact.components if value == "auto" else value if isinstance(value, tuple) else (value,)
+    return [None if is_zero([g]) else g for g in data]
 
 
 def evaluate_vector(components: Sequence[Expression], points: Tensor) -> Tensor:
     """Values (b, m) of expressions ``components`` at ``points`` (b, 3)."""
     return torch.stack([c(points) for c in components], dim=1)
+
+
+def normal_components(rows: Sequence[Sequence[Expression]], batch: PointBatch) -> Tensor:
+    """``sum_j T_ij n_j`` (b, len(rows)) at a boundary batch, for a tensor given as rows of
+    expressions (a flux vector is one row; a stress tensor three): the flux or traction."""
+    return torch.stack([(evaluate_vector(row, batch.points) * batch.normals).sum(1) for row in rows], dim=1)
 
 
 def is_zero(components: Sequence[Expression]) -> bool:

@@ -34,9 +34,10 @@ from vpinn.expressions import Expression
 from vpinn.fields.ansatz import HardDirichletAnsatz
 from vpinn.fields.network import Field
 from vpinn.geometry.base import Domain
-from vpinn.physics.base import ExactSolution, Physics, Term, boundary_load_term, evaluate_vector, is_zero
+from vpinn.physics.base import (ExactSolution, Physics, boundary_load_term, evaluate_vector, is_zero, lifts_of,
+                                normal_components, volume_term)
 from vpinn.problem.spec import ProblemSpec
-from vpinn.quadrature import GaussRule, build_rule
+from vpinn.quadrature import GaussRule
 from vpinn.quadrature.base import PointBatch
 
 Tensor = torch.Tensor
@@ -106,9 +107,9 @@ def build(spec: ProblemSpec, domain: Domain, field: Field) -> Physics:
         density = strain_energy_density(grad_u, lam, mu)
         return density if body is None else density - (evaluate_vector(body, batch.points) * u).sum(1)
 
-    terms = [Term("energy", build_rule(spec.quadrature.training, domain.volume_map()), spec.train.batch, energy)]
+    terms = [volume_term(spec, domain, energy)]
     for i, bc in enumerate(spec.bc):
-        if bc.type == "traction" and (bc.value == "auto" or not is_zero(bc.value or ())):
+        if bc.type == "traction" and (bc.value == "auto" or not is_zero(bc.value)):
             terms.append(boundary_load_term(f"traction{i}", spec, domain, bc.faces_on(spec.domain),
                                             _traction(bc.value, spec, lam, mu)))
 
@@ -133,12 +134,7 @@ def _traction(value, spec: ProblemSpec, lam: float, mu: float):
     if value != "auto":
         return lambda batch: evaluate_vector(value, batch.points)
     sigma = stress_expressions(spec.exact.components, lam, mu)
-
-    def traction(batch: PointBatch) -> Tensor:
-        rows = [evaluate_vector(row, batch.points) for row in sigma]
-        return torch.stack([(row * batch.normals).sum(1) for row in rows], dim=1)
-
-    return traction
+    return lambda batch: normal_components(sigma, batch)
 
 
 def _ansatz(spec: ProblemSpec, domain: Domain, field: Field) -> HardDirichletAnsatz:
@@ -151,12 +147,9 @@ def _ansatz(spec: ProblemSpec, domain: Domain, field: Field) -> HardDirichletAns
     for axis in range(3):
         faces = clamped + tuple(f for f in rollers if spec.domain.planes[f] == axis)
         distances.append(domain.distance(faces) if faces else None)
-    lifts = [None, None, None]
-    if clamps and clamps[0][1].value is not None:
-        data = spec.exact.components if clamps[0][1].value == "auto" else clamps[0][1].value
-        lifts = [None if is_zero([g]) else g for g in data]
-        for face in rollers:
-            _check_lift_vanishes(lifts[spec.domain.planes[face]], domain, face, clamps[0][0], spec)
+    lifts = lifts_of(spec, [bc for _, bc in clamps])
+    for face in rollers:
+        _check_lift_vanishes(lifts[spec.domain.planes[face]], domain, face, clamps[0][0] if clamps else 0, spec)
     return HardDirichletAnsatz(field, distances, lifts)
 
 

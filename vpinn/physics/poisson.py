@@ -17,9 +17,9 @@ from vpinn.calculus import flux_divergence
 from vpinn.fields.ansatz import HardDirichletAnsatz
 from vpinn.fields.network import Field
 from vpinn.geometry.base import Domain
-from vpinn.physics.base import ExactSolution, Physics, Term, boundary_load_term
+from vpinn.physics.base import (ExactSolution, Physics, Term, boundary_load_term, lifts_of, normal_components,
+                                volume_term)
 from vpinn.problem.spec import ProblemSpec
-from vpinn.quadrature import build_rule
 from vpinn.quadrature.base import PointBatch
 
 Tensor = torch.Tensor
@@ -39,17 +39,13 @@ def build(spec: ProblemSpec, domain: Domain, field: Field) -> Physics:
 
     dirichlet = [bc for bc in spec.bc if bc.type == "dirichlet"]
     faces = tuple(f for bc in dirichlet for f in bc.faces_on(spec.domain))
-    lift = None
-    if dirichlet:
-        data = spec.exact.u if dirichlet[0].value == "auto" else dirichlet[0].value
-        lift = None if data.is_constant and data.constant_value == 0 else data
-    solution = HardDirichletAnsatz(field, [domain.distance(faces) if faces else None], [lift])
+    solution = HardDirichletAnsatz(field, [domain.distance(faces) if faces else None], lifts_of(spec, dirichlet))
 
     def energy(batch: PointBatch, u: Tensor, grad_u: Tensor | None) -> Tensor:
         x = batch.points
         return energy_density(u[:, 0], grad_u[:, 0], source(x), coefficient(x))
 
-    terms = [Term("energy", build_rule(spec.quadrature.training, domain.volume_map()), spec.train.batch, energy)]
+    terms = [volume_term(spec, domain, energy)]
     for i, bc in enumerate(spec.bc):
         if bc.type == "neumann":
             terms.append(_neumann_term(f"flux{i}", bc, spec, domain))
@@ -70,9 +66,7 @@ def _neumann_term(name: str, bc, spec: ProblemSpec, domain: Domain) -> Term:
     """``-integral of h u ds`` over the faces of a Neumann condition; ``"auto"``: h = k grad u*.n."""
     if bc.value == "auto":
         flux_vector = [spec.pde.coefficient * du for du in spec.exact.u.gradient()]  # k grad u*
-
-        def flux(batch: PointBatch) -> Tensor:
-            return sum(component(batch.points) * batch.normals[:, i] for i, component in enumerate(flux_vector))[:, None]
+        flux = lambda batch: normal_components([flux_vector], batch)  # noqa: E731
     else:
         flux = lambda batch: bc.value(batch.points)[:, None]  # noqa: E731
 

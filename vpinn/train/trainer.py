@@ -158,7 +158,7 @@ class Trainer:
             setup.field.to(dtype=DTYPES[spec.dtype])
             self.lbfgs = self._new_lbfgs()
             self.phase = "lbfgs"
-        terms = [t if t.on_boundary else t.with_rule(setup.finish_rule) for t in self.terms]
+        terms = setup.physics.terms_on(setup.finish_rule)
         objective = MemoizedObjective(
             self.parameters,
             lambda: full_loss_backward(terms, setup.physics.solution, self.spec.chunk, setup.device, setup.dtype),
