@@ -106,11 +106,6 @@ def _text(value: "Expression | float") -> str:
     return value.text if isinstance(value, Expression) else f"{value:g}"
 
 
-def constant(value: float) -> Expression:
-    """The constant expression ``value``."""
-    return Expression(f"{value:g}", symbolic.const(value))
-
-
 def parse_expression(text: str, constants: Mapping[str, float] | None = None) -> Expression:
     """Parse ``text``; raise :class:`ExpressionError` if it is not allowed.
 

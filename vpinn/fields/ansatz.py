@@ -39,27 +39,25 @@ class HardDirichletAnsatz:
     lifts: Sequence[Callable[[Tensor], Tensor] | None]
 
     def _factors(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        values, grads = [], []
+        """``d`` (b, m) and ``grad d`` (b, m, 3); a distance shared by several components (equal
+        distance functions, e.g. a clamp on every face) is evaluated once."""
+        free = (torch.ones_like(x[:, 0]), torch.zeros_like(x))
+        evaluated: dict = {}
         for distance in self.distances:
-            if distance is None:
-                values.append(torch.ones_like(x[:, 0]))
-                grads.append(torch.zeros_like(x))
-            else:
-                d, grad = distance(x)
-                values.append(d)
-                grads.append(grad)
-        return torch.stack(values, dim=1), torch.stack(grads, dim=1)
+            if distance is not None and distance not in evaluated:
+                evaluated[distance] = distance(x)
+        pairs = [free if distance is None else evaluated[distance] for distance in self.distances]
+        return torch.stack([p[0] for p in pairs], dim=1), torch.stack([p[1] for p in pairs], dim=1)
 
     def _lift(self, x: Tensor, with_gradient: bool) -> tuple[Tensor | None, Tensor | None]:
         """``g`` (b, m) and, if asked, ``grad g`` (b, m, 3); None when every ``g_k = 0``."""
         if all(g is None for g in self.lifts):
             return None, None
-        zero = torch.zeros_like(x[:, 0])
-        value = torch.stack([g(x) if g is not None else zero for g in self.lifts], dim=1)
+        zero = (torch.zeros_like(x[:, 0]), torch.zeros_like(x))
         if not with_gradient:
-            return value, None
-        grads = [value_and_gradient(g, x)[1] if g is not None else torch.zeros_like(x) for g in self.lifts]
-        return value, torch.stack(grads, dim=1)
+            return torch.stack([g(x) if g is not None else zero[0] for g in self.lifts], dim=1), None
+        pairs = [value_and_gradient(g, x) if g is not None else zero for g in self.lifts]
+        return torch.stack([p[0] for p in pairs], dim=1), torch.stack([p[1] for p in pairs], dim=1)
 
     def __call__(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``u`` (b, m) and its spatial Jacobian (b, m, 3) at ``x`` (b, 3)."""

@@ -64,10 +64,6 @@ class Field(nn.Module):
             self.biases.append(nn.Parameter(torch.zeros(fan_out, dtype=torch.float64)))
         self.float()
 
-    @property
-    def out_features(self) -> int:
-        return self.weights[-1].shape[0]
-
     def flat_parameters(self) -> list[torch.Tensor]:
         """``[W_0, b_0, W_1, b_1, ...]``, the order the fused Jacobian expects."""
         return [p for pair in zip(self.weights, self.biases) for p in pair]

@@ -8,6 +8,8 @@ work in whatever dtype and device the parameters come in.
 
 from __future__ import annotations
 
+import math
+
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -42,10 +44,10 @@ class BoxVolumeMap(ParameterMap):
     dim: int = 3
 
     def __call__(self, params: torch.Tensor) -> MappedPoints:
-        lower = params.new_tensor(self.lower)
-        extent = params.new_tensor(self.upper) - lower
-        points = lower + params * extent
-        return MappedPoints(points, extent.prod().expand(params.shape[0]))
+        # Python scalars, not tensors made from the tuples: no host-to-device copy per batch.
+        extent = [hi - lo for lo, hi in zip(self.lower, self.upper)]
+        points = torch.stack([lo + params[:, k] * e for k, (lo, e) in enumerate(zip(self.lower, extent))], dim=1)
+        return MappedPoints(points, params.new_full((params.shape[0],), math.prod(extent)))
 
 
 @dataclass(frozen=True)
@@ -63,14 +65,13 @@ class BoxFaceMap(ParameterMap):
     dim: int = 2
 
     def __call__(self, params: torch.Tensor) -> MappedPoints:
-        lower = params.new_tensor(self.lower)
-        extent = params.new_tensor(self.upper) - lower
+        count = params.shape[0]
         tangential = [a for a in range(3) if a != self.axis]
-        points = lower.expand(params.shape[0], 3).clone()
-        points[:, tangential] += params * extent[tangential]
-        if self.side > 0:
-            points[:, self.axis] += extent[self.axis]
-        normal = torch.zeros(3, dtype=params.dtype, device=params.device)
-        normal[self.axis] = float(self.side)
-        area = extent[tangential].prod()
-        return MappedPoints(points, area.expand(params.shape[0]), normal.expand(params.shape[0], 3))
+        columns = [None, None, None]
+        for j, a in enumerate(tangential):
+            columns[a] = self.lower[a] + params[:, j] * (self.upper[a] - self.lower[a])
+        columns[self.axis] = params.new_full((count,), self.upper[self.axis] if self.side > 0 else self.lower[self.axis])
+        normals = params.new_zeros(count, 3)
+        normals[:, self.axis] = float(self.side)
+        area = math.prod(self.upper[a] - self.lower[a] for a in tangential)
+        return MappedPoints(torch.stack(columns, dim=1), params.new_full((count,), area), normals)

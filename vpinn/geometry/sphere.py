@@ -138,7 +138,7 @@ class PlaneAnnulusMap(ParameterMap):
 
 @dataclass(frozen=True)
 class SphereOctantDistance:
-    """``d(x) = phi_radial(r) * prod over chosen planes of x_axis / b``: zero on the chosen faces,
+    """``d(x) = phi_radial(r) * prod over chosen planes of x_axis / r``: zero on the chosen faces,
     positive inside, at most 1.
 
     ``phi_radial`` is ``4 (r - a)(b - r)/(b - a)^2`` with both spherical faces chosen,

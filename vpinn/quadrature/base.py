@@ -8,6 +8,8 @@ O(b).  Full sums run over :meth:`QuadratureRule.chunks` at the memory of one chu
 
 from __future__ import annotations
 
+import itertools
+
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Iterator, Sequence
@@ -24,10 +26,6 @@ class PointBatch:
     points: torch.Tensor
     weights: torch.Tensor
     normals: torch.Tensor | None = None
-
-    def scaled(self, factor: torch.Tensor | float) -> "PointBatch":
-        """The same points with weights multiplied by ``factor`` (an estimator's reweighting)."""
-        return PointBatch(self.points, self.weights * factor, self.normals)
 
 
 class QuadratureRule(ABC):
@@ -90,21 +88,19 @@ class ConcatRule(QuadratureRule):
         self.parts = list(parts)
         sizes = [p.size for p in self.parts]
         self.size = sum(sizes)
-        self._offsets = torch.tensor([0, *torch.tensor(sizes).cumsum(0).tolist()])
+        self._starts = [0, *itertools.accumulate(sizes)][:-1]
 
     def take(self, index: torch.Tensor, dtype: torch.dtype) -> PointBatch:
-        if len(self.parts) == 1:
-            return self.parts[0].take(index, dtype)
-        offsets = self._offsets.to(index.device)
-        part_of = torch.searchsorted(offsets[1:], index, right=True)
-        points = torch.empty(index.shape[0], 3, dtype=dtype, device=index.device)
-        weights = torch.empty(index.shape[0], dtype=dtype, device=index.device)
-        normals = None
-        for k, part in enumerate(self.parts):
-            mask = part_of == k
-            batch = part.take(index[mask] - offsets[k], dtype)
-            points[mask], weights[mask] = batch.points, batch.weights
-            if batch.normals is not None:
-                normals = torch.zeros_like(points) if normals is None else normals
-                normals[mask] = batch.normals
+        """Each part is evaluated at every index (clamped into its range) and the owning part's
+        values are kept with ``torch.where``: no boolean indexing, so no device-to-host sync on
+        CUDA, at the price of ``len(parts)`` cheap map evaluations."""
+        first = self.parts[0].take((index - self._starts[0]).clamp(0, self.parts[0].size - 1), dtype)
+        points, weights, normals = first.points, first.weights, first.normals
+        for start, part in zip(self._starts[1:], self.parts[1:]):
+            batch = part.take((index - start).clamp(0, part.size - 1), dtype)
+            mine = index >= start
+            points = torch.where(mine[:, None], batch.points, points)
+            weights = torch.where(mine, batch.weights, weights)
+            if normals is not None:
+                normals = torch.where(mine[:, None], batch.normals, normals)
         return PointBatch(points, weights, normals)

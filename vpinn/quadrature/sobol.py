@@ -51,7 +51,6 @@ class SobolRule(MappedRule):
         if points > 2**BITS:
             raise ValueError(f"at most 2^{BITS} Sobol points, not {points}")
         super().__init__(mapping, points)
-        self.seed = seed
         bits_needed = max(1, int(points - 1).bit_length())
         self._v, self._shift = scrambled_direction_numbers(mapping.dim, bits_needed, seed)
         self._tables: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
