@@ -16,6 +16,7 @@ from vpinn.measure import measure
 from vpinn.memory import checks
 from vpinn.problem import load_problem
 from vpinn.problem.spec import parse_bytes
+from vpinn.solve import SolveOptions, solve
 
 COLUMNS = ["kind", "points", "batch", "allocator", "peak_MiB", "above_baseline_MiB", "bytes_per_point",
            "ms_per_step", "points_per_s", "device"]
@@ -74,3 +75,17 @@ def test_memory_limit_picks_a_batch_that_fits(small_problem):
 def test_memory_on_cuda_counts_live_tensors(small_problem):
     result = measure({"problem": str(small_problem), "overrides": {"train.batch": 4096}, "device": "cuda", "steps": 2})
     assert 0 < result["above_baseline_bytes"] < 4096 * 20_000
+
+
+def test_resume_keeps_the_batch_the_memory_limit_chose(small_problem, tmp_path):
+    """--resume reuses the calibrated batch and chunk from the checkpoint instead of fitting anew
+    (a new fit differs by the spread of memory readings, and the batches would change)."""
+    settings = {"train.memory_limit": "48MiB", "train.steps": 4, "train.lbfgs.iterations": 0}
+    lines: list[str] = []
+    first = solve(small_problem, SolveOptions(output=str(tmp_path), progress=False, overrides=settings), echo=lines.append)
+    assert any(line.startswith("train.memory_limit = 48MiB: batch") for line in lines)
+    lines.clear()
+    again = solve(small_problem, SolveOptions(resume=True, output=str(tmp_path), progress=False, overrides=settings),
+                  echo=lines.append)
+    assert not any(line.startswith("train.memory_limit") for line in lines)
+    assert again["batch"] == first["batch"] > 1000 and again["adam_steps"] == 4

@@ -27,6 +27,7 @@ from vpinn.export import (PROFILE_POINTS, evaluate_fields, grid_points, plot_err
 from vpinn.problem import ProblemSpec, in_file, load_problem
 from vpinn.setup import Setup, build_setup
 from vpinn.train import Trainer, TrainResult
+from vpinn.train.checkpoint import load_checkpoint
 
 
 @dataclass(frozen=True)
@@ -52,19 +53,24 @@ def solve(problem_path: str | Path, options: SolveOptions = SolveOptions(), echo
     overrides = dict(options.overrides)
     spec = load_problem(problem_path, overrides)
     device = choose_device(options.device)
-    estimate = None
-    if spec.train.memory_limit:
+    out = output_directory(spec, options.output)
+    calibration = {}
+    if spec.train.memory_limit and options.resume:  # the sizes the run began with, not a new fit
+        overrides.update(load_checkpoint(out / "checkpoint.pt")["sizes"])
+        spec = load_problem(problem_path, overrides)
+    elif spec.train.memory_limit:
         estimate = fit_batch(str(problem_path), spec, overrides, str(device))
         overrides.update({"train.batch": estimate.batch, "train.chunk": estimate.chunk})
         spec = load_problem(problem_path, overrides)
         echo(f"train.memory_limit = {spec.train.memory_limit}: batch {estimate.batch:,}, chunk {estimate.chunk:,} "
              f"(calibrated {estimate.per_point / 1024:.2f} KiB per point + {estimate.fixed / 2**20:.0f} MiB fixed)")
+        calibration = {"memory_limit_bytes": spec.train.memory_limit_bytes,
+                       "calibrated_bytes_per_point": estimate.per_point, "calibrated_fixed_bytes": estimate.fixed}
     text = Path(problem_path).read_text(encoding="utf-8")
     try:
         setup = build_setup(spec, device)
     except SpecError as err:  # a check that needs the built domain or physics
         raise in_file(err, str(problem_path), text) from None
-    out = output_directory(spec, options.output)
     out.mkdir(parents=True, exist_ok=True)
     settings = "".join(f"# run with --set {key}={value!r}\n" for key, value in options.overrides.items())
     write_text(out / "problem.toml", settings + text)
@@ -86,17 +92,13 @@ def solve(problem_path: str | Path, options: SolveOptions = SolveOptions(), echo
         echo(f"interrupted at step {result.steps + result.iterations}: checkpoint saved to {out / 'checkpoint.pt'}; "
              f"continue with --resume")
         return {"status": "interrupted"}
-    summary = _finish(setup, result, out, started, options.overrides)
-    if estimate is not None:
-        summary.update(memory_limit_bytes=spec.train.memory_limit_bytes, calibrated_bytes_per_point=estimate.per_point,
-                       calibrated_fixed_bytes=estimate.fixed)
-        write_json(out / "summary.json", summary)
+    summary = _finish(setup, result, out, started, options.overrides, calibration)
     echo(_one_line(summary, out))
     return summary
 
 
-def _finish(setup: Setup, result: TrainResult, out: Path, started: float, overrides: dict) -> dict:
-    """Evaluate, export fields and plots, and write the summary."""
+def _finish(setup: Setup, result: TrainResult, out: Path, started: float, overrides: dict, extra: dict) -> dict:
+    """Evaluate, export fields and plots, and write the summary (with ``extra`` entries)."""
     spec, physics = setup.spec, setup.physics
     chunk, device, dtype = spec.train.chunk, setup.device, setup.dtype
     errors = relative_errors(physics, setup.evaluation_rule, chunk, device, dtype) if physics.exact else {}
@@ -132,6 +134,7 @@ def _finish(setup: Setup, result: TrainResult, out: Path, started: float, overri
         "python": platform.python_version(),
         "seed": spec.train.seed,
         "overrides": overrides,
+        **extra,
     }
     write_json(out / "summary.json", summary)
     return summary

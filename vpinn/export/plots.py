@@ -63,7 +63,8 @@ def plot_loss(path: str | Path, rows: Sequence[dict], exact_energy: float | None
         gap.set_ylabel("E(u)")
         gap.set_title("loss functional on the evaluation rule")
     low, high = np.percentile(loss, [2, 100]) if loss.size else (0, 1)
-    raw.set_ylim(low - 0.05 * (high - low), high + 0.05 * (high - low))
+    if high > low:  # clip the first steps' large losses; a single value keeps matplotlib's limits
+        raw.set_ylim(low - 0.05 * (high - low), high + 0.05 * (high - low))
     raw.set_ylabel("loss")
     raw.set_title("training loss")
     raw.legend(fontsize=7)

@@ -250,6 +250,8 @@ class Trainer:
             "lbfgs": self.lbfgs.state_dict() if self.lbfgs is not None else None,
             "lbfgs_scale": self.lbfgs_scale,
             "samplers": [s.state_dict() for s in self.samplers],
+            # the sizes a run with train.memory_limit chose, reused on --resume
+            "sizes": {"train.batch": self.spec.batch, "train.chunk": self.spec.chunk},
         }
 
     def load_state_dict(self, state: dict) -> None:
