@@ -1,7 +1,9 @@
 """Atomic file writes: write to a temporary file beside the target, then rename over it.
 
 A crash, Ctrl-C or a full disk in the middle of a write leaves the previous file intact, never
-half of a new one (``os.replace`` is atomic on POSIX within one file system).
+half of a new one (``os.replace`` is atomic on POSIX within one file system; the new file is
+flushed to disk first, so that holds across a power loss too).  The file gets the permissions a
+plain ``open`` would give it (0666 less the umask), not ``mkstemp``'s private 0600.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 @contextlib.contextmanager
@@ -22,6 +27,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(handle)
     try:
         yield Path(temporary)
+        with open(temporary, "rb+") as written:
+            os.fsync(written.fileno())
+        os.chmod(temporary, 0o666 & ~_UMASK)
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
