@@ -91,6 +91,12 @@ def test_overrides_reach_array_entries_and_reject_non_tables(small_problem):
             load_problem(small_problem, {key: "0"})
 
 
+@pytest.mark.parametrize("name", ["..", ".", "a/b", ""])
+def test_names_that_are_not_plain_file_names_are_rejected(small_problem, name):
+    with pytest.raises(ProblemFileError, match="name: must be a non-empty file-name-safe string"):
+        load_problem(small_problem, {"name": name})
+
+
 def test_overrides_are_validated(small_problem):
     assert load_problem(small_problem, {"train.batch": 1e3}).train.batch == 1000
     with pytest.raises(ProblemFileError, match="train.batch: must be an integer"):

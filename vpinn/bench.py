@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vpinn.commandline import add_common_arguments, default_problem, parse_sizes
+from vpinn.commandline import add_common_arguments, default_problem, parse_sizes, positive_count
 from vpinn.device import choose_device
 from vpinn.errors import VpinnError
 from vpinn.export.tables import write_csv, write_markdown
@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--methods", default=None,
                         help=f"derivative methods, comma-separated, or 'all' ({', '.join(JACOBIAN_METHODS)}); "
                              "default: the problem's [model] derivatives")
-    parser.add_argument("--steps", type=int, default=20, help="timed steps per case, at most (default: 20)")
+    parser.add_argument("--steps", type=positive_count, default=20, help="timed steps per case, at most (default: 20)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {method:>8}  b={batch:>9,}  {row['ms_per_step']:9.2f} ms/step  {row['points_per_s']:12,.0f} points/s  "
                   f"peak {row['peak_MiB']:8.1f} MiB  (+{row['above_baseline_MiB']:.1f} MiB, {row['KiB_per_point']:.2f} KiB/point)",
                   flush=True)
-    out = Path(args.out or Path("results") / spec.name / "bench")
+    out = Path(args.out) if args.out else spec.output_path() / "bench"
     columns = [("method", "method", ""), ("batch", "batch", ","), ("ms_per_step", "ms/step", ".2f"),
                ("points_per_s", "points/s", ",.0f"), ("peak_MiB", "peak MiB", ".1f"),
                ("above_baseline_MiB", "above baseline MiB", ".1f"), ("KiB_per_point", "KiB/point", ".2f")]

@@ -28,6 +28,15 @@ def positive_seconds(text: str) -> float:
     return value
 
 
+def positive_count(text: str) -> int:
+    """An argparse type: a positive integer, also written like ``1e6``."""
+    try:
+        (value,) = parse_sizes(text, "")
+    except (VpinnError, ValueError):
+        raise argparse.ArgumentTypeError(f"not a positive integer: {text!r}") from None
+    return value
+
+
 def parse_setting(text: str) -> tuple[str, object]:
     """``"train.steps=500"`` -> ``("train.steps", 500)``; the value is read as TOML, else as a string."""
     key, equals, value = text.partition("=")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vpinn.commandline import add_common_arguments, default_problem, parse_sizes
+from vpinn.commandline import add_common_arguments, default_problem, parse_sizes, positive_count
 from vpinn.device import choose_device
 from vpinn.export.plots import plot_memory
 from vpinn.export.tables import write_csv, write_markdown
@@ -42,8 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", default="1e3,1e4,1e5", help="batch sizes b (default: 1e3,1e4,1e5)")
     parser.add_argument("--points", default="1e5,1e6,1e7,1e8", help="quadrature sizes N (default: 1e5,1e6,1e7,1e8)")
     parser.add_argument("--full-points", default="1e6", help="N of the exact full-gradient row (default: 1e6; 0: none)")
-    parser.add_argument("--chunk", type=float, help="chunk size of the full gradient (default: train.chunk)")
-    parser.add_argument("--steps", type=int, default=5, help="timed steps per case (default: 5)")
+    parser.add_argument("--chunk", type=positive_count, help="chunk size of the full gradient (default: train.chunk)")
+    parser.add_argument("--steps", type=positive_count, default=5, help="timed steps per case (default: 5)")
     parser.add_argument("--allocator", choices=("tuned", "default", "both"), default="tuned",
                         help="CPU: glibc settings that keep freed memory for reuse (tuned, as solve uses), "
                              "glibc's default, or both for a comparison (default: tuned)")
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     device = str(choose_device(args.device))
     batches, sizes = parse_sizes(args.batch, "--batch"), parse_sizes(args.points, "--points")
     full = [] if args.full_points.strip() in ("0", "") else parse_sizes(args.full_points, "--full-points")
-    chunk = int(args.chunk or spec.train.chunk)
+    chunk = args.chunk or spec.train.chunk
     allocators = ["tuned", "default"] if args.allocator == "both" else [args.allocator]
     cases = [("step", n, b, a) for n in sizes for b in batches for a in allocators]
     cases += [("full", n, chunk, a) for n in full for a in allocators]
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
               f"peak {row['peak_MiB']:9.1f} MiB  +{row['above_baseline_MiB']:8.1f} MiB  "
               f"{row['bytes_per_point']:8,.0f} B/point  {row['ms_per_step']:10,.1f} ms  {row['points_per_s']:12,.0f} points/s",
               flush=True)
-    out = Path(args.out or Path("results") / spec.name / "memory")
+    out = Path(args.out) if args.out else spec.output_path() / "memory"
     write_csv(out / "memory.csv", rows)
     write_markdown(out / "memory.md", rows, COLUMNS)
     plot_memory(out / "memory.png", rows)

@@ -24,7 +24,7 @@ from vpinn.errors import SpecError, TrainingDiverged
 from vpinn.evaluate import energy, relative_errors
 from vpinn.export import (PROFILE_POINTS, evaluate_fields, grid_points, plot_errors, plot_loss, plot_slice, write_csv,
                           write_grid, write_json, write_profile)
-from vpinn.problem import ProblemSpec, in_file, load_problem
+from vpinn.problem import in_file, load_problem
 from vpinn.setup import Setup, build_setup
 from vpinn.train import Trainer, TrainResult
 from vpinn.train.checkpoint import load_checkpoint
@@ -42,18 +42,13 @@ class SolveOptions:
     overrides: dict = field(default_factory=dict)
 
 
-def output_directory(spec: ProblemSpec, override: str | None) -> Path:
-    """``--out``, else ``[output] directory``, else ``results/<name>``."""
-    return Path(override or spec.output.directory or Path("results") / spec.name)
-
-
 def solve(problem_path: str | Path, options: SolveOptions = SolveOptions(), echo: Callable[[str], None] = print) -> dict:
     """Solve the problem in ``problem_path``; returns the summary (also written as JSON)."""
     started = time.perf_counter()
     overrides = dict(options.overrides)
     spec = load_problem(problem_path, overrides)
     device = choose_device(options.device)
-    out = output_directory(spec, options.output)
+    out = spec.output_path(options.output)
     calibration = {}
     if spec.train.memory_limit and options.resume:  # the sizes the run began with, not a new fit
         overrides.update(load_checkpoint(out / "checkpoint.pt")["sizes"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar, Literal
 
 from vpinn.errors import SpecError
@@ -429,5 +430,9 @@ class ProblemSpec:
     output: OutputSpec = OutputSpec()
 
     def __post_init__(self) -> None:
-        if not self.name or not all(c.isalnum() or c in "-_." for c in self.name):
+        if not self.name or not all(c.isalnum() or c in "-_." for c in self.name) or set(self.name) == {"."}:
             raise SpecError("name", f"must be a non-empty file-name-safe string (letters, digits, - _ .), not {self.name!r}")
+
+    def output_path(self, override: str | None = None) -> Path:
+        """Where results go: ``override`` (``--out``), else ``[output] directory``, else ``results/<name>``."""
+        return Path(override or self.output.directory or Path("results") / self.name)
