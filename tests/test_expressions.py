@@ -63,7 +63,7 @@ def test_named_constants():
         ("sqrt(-1)", "fails"),
         ("x +", "syntax error"),
         ("", "empty"),
-        ("(" * 300 + "x" + ")" * 300, ""),
+        ("(" * 300 + "x" + ")" * 300, "too many nested parentheses"),
     ],
 )
 def test_rejections_are_one_line_reasons(text, words):
