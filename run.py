@@ -3,7 +3,7 @@
 
 import sys
 
-from vpinn.cli import main
+from vpinn.commands import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -17,20 +17,14 @@ import pytest
 import torch
 from scipy.integrate import quad
 
-from tests.conftest import REPO
-from vpinn.calculus import value_and_gradient
+from tests.conftest import A_IN, B_OUT, LAME_A, LAME_B, NU, P, REPO, Perturbed, assembled, energy_of, u_r
+from tests.conftest import E_SPHERE as E
 from vpinn.errors import VpinnWarning
-from vpinn.evaluate import energy
 from vpinn.expressions import parse_expression
 from vpinn.physics.base import integrand
 from vpinn.physics.elasticity import body_force_expressions, stress, stress_expressions, von_mises, voigt
-from vpinn.problem import load_problem
-from vpinn.setup import build_setup
 
 F64 = torch.float64
-P, A_IN, B_OUT, E, NU = 1.0, 1.0, 4.0, 1000.0, 0.3
-LAME_A = P * A_IN**3 / (B_OUT**3 - A_IN**3)
-LAME_B = P * A_IN**3 * B_OUT**3 / (B_OUT**3 - A_IN**3)
 KAPPA, LENGTH = 0.01, 10.0
 
 
@@ -38,15 +32,9 @@ def lame(e: float = E, nu: float = NU) -> tuple[float, float]:
     return e * nu / ((1 + nu) * (1 - 2 * nu)), e / (2 * (1 + nu))
 
 
-def u_r(r):
-    return ((1 - 2 * NU) * LAME_A * r + (1 + NU) * LAME_B / (2 * r**2)) / E
-
-
 def setup_of(name: str, overrides: dict | None = None):
-    spec = load_problem(REPO / "problems" / f"{name}.toml", overrides)
-    setup = build_setup(spec, torch.device("cpu"))
-    setup.field.to(F64)
-    return setup
+    """The spec and float64 assembly of a bundled problem."""
+    return assembled(REPO / "problems" / f"{name}.toml", overrides)
 
 
 def autograd_divergence_of_stress(u_exprs, lam, mu, x):
@@ -86,10 +74,10 @@ def test_symbolic_body_force_matches_autograd(texts):
 
 def test_lame_solution_is_in_equilibrium_with_the_cavity_pressure():
     """The Lamé displacement needs no body force, loads the cavity with p and leaves r = b free."""
-    spec = load_problem(REPO / "problems" / "lame_sphere.toml")
+    spec, setup = setup_of("lame_sphere")
     lam, mu = spec.pde.lame
     u = spec.exact.components
-    sphere = build_setup(spec, torch.device("cpu")).domain
+    sphere = setup.domain
     x = sphere.volume_map()(torch.rand(200, 3, dtype=F64, generator=torch.Generator().manual_seed(1))).points
     f = torch.stack([component(x) for component in body_force_expressions(u, lam, mu)], dim=1)
     assert float(f.abs().max()) < 1e-12 * P / A_IN  # a load density of order p/a, exactly zero here
@@ -144,32 +132,13 @@ def closed_form_energy(name: str) -> float:
 ])
 def test_energy_of_exact_solution_has_its_closed_form(name, rule, tolerance):
     """E(u*) of the bundled problems from their own densities and rules (volume + traction terms)."""
-    setup = setup_of(name, rule)
-    value = energy(setup.physics, setup.physics.exact, setup.evaluation_rule, 1 << 16, "cpu", F64)
+    _, setup = setup_of(name, rule)
+    value = energy_of(setup, setup.physics.exact)
     assert value == pytest.approx(closed_form_energy(name), rel=tolerance)
     if name == "lame_sphere":  # the volume term alone is the strain energy
-        strain = float(setup.evaluation_rule.total(lambda b: integrand(setup.physics.terms[0], setup.physics.exact, b),
+        strain = float(setup.evaluation_rule.total(lambda b: integrand(setup.physics.energy, setup.physics.exact, b),
                                                    1 << 16, "cpu", F64))
         assert strain == pytest.approx(lame_energies()[0], rel=tolerance)
-
-
-class Perturbed:
-    """u* + eps v as a trial function (value and Jacobian), v given as three callables."""
-
-    def __init__(self, exact, eps: float, v):
-        self.exact, self.eps, self.v = exact, eps, v
-
-    def parts(self, x):
-        pieces = [value_and_gradient(c, x) for c in self.v]
-        return torch.stack([p[0] for p in pieces], 1), torch.stack([p[1] for p in pieces], 1)
-
-    def __call__(self, x):
-        u, g = self.exact(x)
-        v, grad_v = self.parts(x)
-        return u + self.eps * v, g + self.eps * grad_v
-
-    def value(self, x):
-        return self.exact.value(x) + self.eps * self.parts(x)[0]
 
 
 @pytest.mark.parametrize("name, v", [
@@ -187,35 +156,35 @@ def test_energy_is_stationary_at_the_exact_solution(name, v):
     term balances the stresses on the loaded faces), the second is the energy norm."""
     overrides = {"quadrature.evaluation.cells": [24, 12, 12], "quadrature.boundary.cells": [12, 12],
                  "quadrature.boundary.order": 5} if name == "lame_sphere" else {}
-    setup = setup_of(name, overrides)
+    spec, setup = setup_of(name, overrides)
     physics, rule = setup.physics, setup.evaluation_rule
-    e = lambda eps: energy(physics, Perturbed(physics.exact, eps, v), rule, 1 << 16, "cpu", F64)  # noqa: E731
-    eps = 1e-3 * setup.spec.model.output_scale
+    e = lambda eps: energy_of(setup, Perturbed(physics.exact, eps, v))  # noqa: E731
+    eps = 1e-3 * spec.model.output_scale
     first = (e(eps) - e(-eps)) / (2 * eps)
     second = (e(eps) + e(-eps) - 2 * e(0.0)) / eps**2
     grad_v = lambda x: Perturbed(physics.exact, 1.0, v).parts(x)[1]  # noqa: E731
     norm = float(rule.total(lambda b: physics.energy_norm(b.points, grad_v(b.points)), 1 << 16, "cpu", F64))
     # |dE/deps| against the change that a perturbation of the solution's own size U would make
-    assert abs(first) < 1e-9 * norm * setup.spec.model.output_scale
+    assert abs(first) < 1e-9 * norm * spec.model.output_scale
     assert second == pytest.approx(norm, rel=1e-6)
 
 
 def test_ansatz_fixes_normal_components_on_rollers_and_everything_on_clamps():
     """Whatever the network: u_k = 0 on the symmetry plane normal to axis k (the other components
     free); u = the clamp data on the clamped end; and grad u is the gradient of u."""
-    sphere = setup_of("lame_sphere")
+    _, sphere = setup_of("lame_sphere")
     for face, axis in (("x0", 0), ("y0", 1), ("z0", 2)):
         points = sphere.domain.face_map(face)(torch.rand(40, 2, dtype=F64, generator=torch.Generator().manual_seed(3))).points
-        u = sphere.physics.solution.value(points)
+        u = sphere.trial.value(points)
         assert torch.all(u[:, axis] == 0) and torch.all(u[:, [a for a in range(3) if a != axis]].abs() > 0)
-    beam = setup_of("bending_beam")
+    _, beam = setup_of("bending_beam")
     end = beam.domain.face_map("xmin")(torch.rand(40, 2, dtype=F64, generator=torch.Generator().manual_seed(4))).points
-    torch.testing.assert_close(beam.physics.solution.value(end), beam.physics.exact.value(end), rtol=0, atol=1e-15)
+    torch.testing.assert_close(beam.trial.value(end), beam.physics.exact.value(end), rtol=0, atol=1e-15)
     for setup in (sphere, beam):
         x = setup.domain.volume_map()(torch.rand(30, 3, dtype=F64, generator=torch.Generator().manual_seed(5))).points
-        _, grad_u = setup.physics.solution(x)
+        _, grad_u = setup.trial(x)
         xr = x.clone().requires_grad_(True)
-        value = setup.physics.solution.value(xr)
+        value = setup.trial.value(xr)
         rows = torch.stack([torch.autograd.grad(value[:, k].sum(), xr, retain_graph=True)[0] for k in range(3)], 1)
         torch.testing.assert_close(grad_u, rows, rtol=1e-12, atol=1e-15)
 
@@ -239,9 +208,7 @@ def variant(tmp_path, name: str, old: str, new: str, overrides: dict | None = No
     assert old in text
     path = tmp_path / f"{name}.toml"
     path.write_text(text.replace(old, new))
-    setup = build_setup(load_problem(path, overrides), torch.device("cpu"))
-    setup.field.to(F64)
-    return setup
+    return assembled(path, overrides)
 
 
 @pytest.mark.parametrize("value, expected", [
@@ -254,15 +221,15 @@ def variant(tmp_path, name: str, old: str, new: str, overrides: dict | None = No
 ])
 def test_traction_term_is_exact_on_polynomials(tmp_path, value, expected):
     """The traction term -integral over x = 10 of t.u, for polynomial t and u, is exact."""
-    setup = variant(tmp_path, "bending_beam", 'value = ["E*kappa*z", "0", "0"]', f"value = {value}")
-    term = next(t for t in setup.physics.terms if t.on_boundary)
-    total = float(term.rule.total(lambda b: integrand(term, Polynomial(), b), 4096, "cpu", F64))
+    _, setup = variant(tmp_path, "bending_beam", 'value = ["E*kappa*z", "0", "0"]', f"value = {value}")
+    term = next(t for t in setup.terms if t.form.faces is not None)
+    total = float(term.rule.total(lambda b: integrand(term.form, Polynomial(), b), 4096, "cpu", F64))
     assert total == pytest.approx(expected, rel=1e-13)
 
 
 def test_derived_fields_of_the_bending_solution():
     """sigma = (E k z, 0, ...), eps = (k z, -nu k z, -nu k z, 0, 0, 0), von Mises E k |z|."""
-    setup = setup_of("bending_beam")
+    _, setup = setup_of("bending_beam")
     x = setup.domain.volume_map()(torch.rand(50, 3, dtype=F64, generator=torch.Generator().manual_seed(6))).points
     fields = setup.physics.derived(x, *setup.physics.exact(x))
     z, zero = x[:, 2], torch.zeros_like(x[:, 2])
@@ -275,7 +242,7 @@ def test_derived_fields_of_the_bending_solution():
 
 
 def test_frame_fields_along_the_radius_are_lames():
-    setup = setup_of("lame_sphere")
+    _, setup = setup_of("lame_sphere")
     profile = setup.domain.profile(9)
     values = setup.physics.frame_fields(*setup.physics.exact(profile.points), profile.frame, profile.axes)
     r = profile.coordinate
@@ -285,7 +252,7 @@ def test_frame_fields_along_the_radius_are_lames():
 
 
 def test_energy_norm_is_sigma_eps():
-    setup = setup_of("elasticity_cube")
+    _, setup = setup_of("elasticity_cube")
     lam, mu = lame(1.0, 0.3)
     grad = torch.randn(20, 3, 3, dtype=F64, generator=torch.Generator().manual_seed(7))
     eps = (grad + grad.transpose(1, 2)) / 2
@@ -295,10 +262,10 @@ def test_energy_norm_is_sigma_eps():
 
 def test_lame_parameters_give_the_same_physics(tmp_path):
     lam, mu = lame()
-    by_lame = variant(tmp_path, "lame_sphere", "E = 1000.0\nnu = 0.3\nbody_force", f"lam = {lam!r}\nmu = {mu!r}\nbody_force")
-    assert by_lame.spec.pde.lame == (lam, mu) and by_lame.spec.pde.poisson_ratio == pytest.approx(NU, rel=1e-15)
-    by_young = setup_of("lame_sphere")
-    assert by_young.spec.pde.lame == pytest.approx((lam, mu), rel=1e-15)
+    lame_spec, by_lame = variant(tmp_path, "lame_sphere", "E = 1000.0\nnu = 0.3\nbody_force", f"lam = {lam!r}\nmu = {mu!r}\nbody_force")
+    assert lame_spec.pde.lame == (lam, mu) and lame_spec.pde.poisson_ratio == pytest.approx(NU, rel=1e-15)
+    young_spec, by_young = setup_of("lame_sphere")
+    assert young_spec.pde.lame == pytest.approx((lam, mu), rel=1e-15)
     x = torch.rand(10, 3, 3, dtype=F64, generator=torch.Generator().manual_seed(8))
     torch.testing.assert_close(by_lame.physics.energy_norm(None, x), by_young.physics.energy_norm(None, x))
 

@@ -10,15 +10,15 @@ from tests.conftest import central_differences
 from vpinn.fields import JACOBIAN_METHODS, Field
 from vpinn.fields.ansatz import HardDirichletAnsatz
 from vpinn.geometry import Box
-from vpinn.problem.spec import ModelSpec
 
 F64 = torch.float64
 LOWER, UPPER = (0.0, -1.0, 2.0), (1.0, 1.0, 2.5)
 
 
-def make_field(outputs: int = 1, **model) -> Field:
-    spec = ModelSpec(**{"width": 12, "depth": 3, **model})
-    return Field(spec, outputs, LOWER, UPPER, torch.Generator().manual_seed(4)).to(F64)
+def make_field(outputs: int = 1, derivatives: str = "fused", **model) -> Field:
+    options = {"width": 12, "depth": 3, "activation": "tanh", **model}
+    return Field(outputs, lower=LOWER, upper=UPPER, generator=torch.Generator().manual_seed(4),
+                 jacobian=JACOBIAN_METHODS[derivatives], dtype=F64, **options)
 
 
 def sample_points(n: int = 40) -> torch.Tensor:

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import csv
-import subprocess
-import sys
 
 import pytest
 import torch
 
-from tests.conftest import REPO
-from vpinn.budget import fit_batch
+from tests.conftest import run_cli
+from vpinn.commands.memory import checks
+from vpinn.commands.solve import SolveOptions, solve
 from vpinn.errors import ProblemFileError
-from vpinn.measure import measure
-from vpinn.memory import checks
+from vpinn.measurement.budget import fit_batch
+from vpinn.measurement.engine import measure
 from vpinn.problem import load_problem
 from vpinn.problem.spec import parse_bytes
-from vpinn.solve import SolveOptions, solve
 
 COLUMNS = ["kind", "points", "batch", "allocator", "peak_MiB", "above_baseline_MiB", "bytes_per_point",
            "ms_per_step", "points_per_s", "device"]
@@ -25,10 +23,8 @@ COLUMNS = ["kind", "points", "batch", "allocator", "peak_MiB", "above_baseline_M
 def test_memory_command_writes_table_and_plot(small_problem, tmp_path):
     """Same code path as the GPU check (--device cuda), on CPU with small sizes."""
     out = tmp_path / "memory"
-    done = subprocess.run(
-        [sys.executable, str(REPO / "run.py"), "memory", str(small_problem), "--device", "cpu", "--batch", "64,256",
-         "--points", "1000", "--full-points", "4000", "--chunk", "1000", "--steps", "2", "--out", str(out)],
-        capture_output=True, text=True, cwd=tmp_path)
+    done = run_cli("memory", str(small_problem), "--device", "cpu", "--batch", "64,256", "--points", "1000",
+                   "--full-points", "4000", "--chunk", "1000", "--steps", "2", "--out", str(out), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     with open(out / "memory.csv") as handle:
         rows = list(csv.DictReader(handle))
@@ -88,4 +84,4 @@ def test_resume_keeps_the_batch_the_memory_limit_chose(small_problem, tmp_path):
     again = solve(small_problem, SolveOptions(resume=True, output=str(tmp_path), progress=False, overrides=settings),
                   echo=lines.append)
     assert not any(line.startswith("train.memory_limit") for line in lines)
-    assert again["batch"] == first["batch"] > 1000 and again["adam_steps"] == 4
+    assert again["batch"] == first["batch"] > 1000 and again["steps"] == {"adam": 4}

@@ -12,14 +12,13 @@ import math
 import pytest
 import torch
 
-from tests.conftest import SMALL_POISSON
+from tests.conftest import SMALL_POISSON, Perturbed, energy_of
+from vpinn.assemble import assemble
 from vpinn.calculus import flux_divergence, value_and_gradient
-from vpinn.evaluate import energy
 from vpinn.expressions import parse_expression
 from vpinn.problem import parse_problem
 from vpinn.quadrature import GaussRule
-from vpinn.setup import build_setup
-from vpinn.train.objective import full_loss_backward
+from vpinn.train import full_loss_backward
 
 F64 = torch.float64
 U_EXACT = parse_expression("sin(pi*x)*sin(pi*y)*sin(pi*z)")
@@ -67,30 +66,14 @@ def test_symbolic_derivatives_match_autograd(text):
 
 
 def setup_for(text: str):
-    spec = parse_problem(text)
-    setup = build_setup(spec, torch.device("cpu"))
-    setup.field.to(F64)
-    return setup
+    """The float64 assembly of problem-file ``text``."""
+    return assemble(parse_problem(text, overrides={"train.dtype": "float64"}), torch.device("cpu"))
 
 
 def test_energy_of_exact_solution_has_its_closed_form():
     setup = setup_for(SMALL_POISSON)
-    value = energy(setup.physics, setup.physics.exact, setup.evaluation_rule, 4096, "cpu", F64)
+    value = energy_of(setup, setup.physics.exact)
     assert value == pytest.approx(-3 * math.pi**2 / 16, rel=1e-9)
-
-
-class Perturbed:
-    """u* + eps * v as a trial function (value and Jacobian)."""
-
-    def __init__(self, exact, eps: float, v, grad_v):
-        self.exact, self.eps, self.v, self.grad_v = exact, eps, v, grad_v
-
-    def __call__(self, x):
-        u, g = self.exact(x)
-        return u + self.eps * self.v(x)[:, None], g + self.eps * self.grad_v(x)[:, None, :]
-
-    def value(self, x):
-        return self.exact.value(x) + self.eps * self.v(x)[:, None]
 
 
 @pytest.mark.parametrize("neumann", [False, True])
@@ -114,7 +97,7 @@ def test_energy_is_stationary_at_the_exact_solution(neumann):
         return value_and_gradient(v, x)[1]
 
     rule = setup.evaluation_rule
-    e = lambda eps: energy(physics, Perturbed(physics.exact, eps, v, grad_v), rule, 8192, "cpu", F64)  # noqa: E731
+    e = lambda eps: energy_of(setup, Perturbed(physics.exact, eps, [v]), 8192)  # noqa: E731
     eps = 1e-3
     first = (e(eps) - e(-eps)) / (2 * eps)
     second = (e(eps) + e(-eps) - 2 * e(0.0)) / eps**2
@@ -125,13 +108,13 @@ def test_energy_is_stationary_at_the_exact_solution(neumann):
 
 def test_chunked_full_gradient_equals_one_shot():
     setup = setup_for(SMALL_POISSON)
-    terms = setup.physics.terms
+    terms = setup.terms
     params = list(setup.field.parameters())
     grads = []
     for chunk in (terms[0].rule.size, 777):
         for p in params:
             p.grad = None
-        loss = full_loss_backward(terms, setup.physics.solution, chunk, "cpu", F64)
+        loss = full_loss_backward(terms, setup.trial, chunk, "cpu", F64)
         grads.append((float(loss), [p.grad.clone() for p in params]))
     assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-12)
     for one_shot, chunked in zip(grads[0][1], grads[1][1]):

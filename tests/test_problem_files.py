@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import REPO, SMALL_POISSON
+from tests.conftest import REPO, SMALL_POISSON, error_of, run_cli
 from vpinn.errors import ProblemFileError
 from vpinn.problem import load_problem, parse_problem
 
@@ -30,13 +28,6 @@ def test_partial_rule_tables_keep_their_own_defaults():
     assert (spec.quadrature.evaluation.cells, spec.quadrature.evaluation.order) == ((12, 12, 12), 5)
     assert (spec.quadrature.boundary.cells, spec.quadrature.boundary.order) == ((32, 32), 4)
     assert (spec.quadrature.finish.cells, spec.quadrature.finish.order) == ((12, 12, 12), 3)
-
-
-def error_of(text: str) -> ProblemFileError:
-    with pytest.raises(ProblemFileError) as info:
-        parse_problem(text, "case.toml")
-    assert "\n" not in str(info.value)
-    return info.value
 
 
 @pytest.mark.parametrize(
@@ -109,8 +100,7 @@ def test_cli_prints_one_line_and_exits_nonzero(tmp_path, bad):
         SMALL_POISSON.replace('u = "sin(pi*x)*sin(pi*y)*sin(pi*z)"', bad)
     path = tmp_path / "bad.toml"
     path.write_text(text)
-    done = subprocess.run([sys.executable, str(REPO / "run.py"), "solve", str(path), "--out", str(tmp_path / "out")],
-                          capture_output=True, text=True, cwd=tmp_path)
+    done = run_cli("solve", str(path), "--out", str(tmp_path / "out"), cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and done.stderr.startswith(f"error: {path}:")
     assert "Traceback" not in done.stderr and not (tmp_path / "out" / "summary.json").exists()

@@ -15,9 +15,8 @@ import pytest
 import torch
 
 from tests.conftest import central_differences
-from vpinn.fields import Field
+from vpinn.fields import JACOBIAN_METHODS, Field
 from vpinn.geometry import SphereOctant
-from vpinn.problem.spec import ModelSpec
 from vpinn.quadrature import ConcatRule, GaussRule
 
 F64 = torch.float64
@@ -126,8 +125,9 @@ def test_profile_is_a_radius_with_the_spherical_frame():
 def test_radial_coordinate_input_keeps_every_jacobian_exact(method, fourier):
     """With the normalised radius as a fourth input, each method's Jacobian equals central
     differences of the network (the chain rule through r = |x| is right in all four)."""
-    spec = ModelSpec(width=10, depth=2, derivatives=method, fourier_features=fourier, output_scale=0.5)
-    field = Field(spec, 3, SPHERE.lower, SPHERE.upper, torch.Generator().manual_seed(2), SPHERE.input_features()).to(F64)
+    field = Field(3, width=10, depth=2, activation="tanh", lower=SPHERE.lower, upper=SPHERE.upper,
+                  generator=torch.Generator().manual_seed(2), coordinates=SPHERE.input_features(),
+                  fourier_features=fourier, output_scale=0.5, jacobian=JACOBIAN_METHODS[method], dtype=F64)
     assert field.weights[0].shape[1] == 4 + 2 * fourier
     x = sample_points(7)
     value, jacobian = field.value_and_jacobian(x)

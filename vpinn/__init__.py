@@ -1,9 +1,10 @@
 """vpinn: variational physics-informed neural networks (Deep Ritz / deep energy method).
 
-The flow of a solve, one module per step (see README and ../shared/DESIGN.md):
-:mod:`vpinn.problem` -> :mod:`vpinn.geometry` -> :mod:`vpinn.quadrature` -> :mod:`vpinn.sampling`
--> :mod:`vpinn.fields` -> :mod:`vpinn.physics` -> :mod:`vpinn.train` -> :mod:`vpinn.evaluate`
--> :mod:`vpinn.export`; :mod:`vpinn.cli` is the only module that knows about terminals.
+The flow of a solve, one module per step (README, "How a solve works"):
+:mod:`vpinn.problem` (problem files) -> :mod:`vpinn.assemble` (the one reader of the spec) ->
+:mod:`vpinn.geometry`, :mod:`vpinn.quadrature`, :mod:`vpinn.sampling`, :mod:`vpinn.fields`,
+:mod:`vpinn.physics` -> :mod:`vpinn.train` -> :mod:`vpinn.evaluate`, :mod:`vpinn.export`;
+:mod:`vpinn.commands` is the only layer that knows about terminals, signals and arguments.
 
 The names below are imported on first use, so that ``import vpinn.<module>`` stays cheap (the
 measurement subprocesses of ``run.py memory`` start faster without matplotlib and meshio).
@@ -14,8 +15,8 @@ import importlib
 __version__ = "0.1.0"
 _EXPORTS = {
     "ProblemSpec": "vpinn.problem", "load_problem": "vpinn.problem",
-    "Setup": "vpinn.setup", "build_setup": "vpinn.setup",
-    "SolveOptions": "vpinn.solve", "solve": "vpinn.solve",
+    "Assembly": "vpinn.assemble", "assemble": "vpinn.assemble", "build_trainer": "vpinn.assemble",
+    "SolveOptions": "vpinn.commands.solve", "solve": "vpinn.commands.solve",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -17,19 +17,20 @@ fits the training points but not the function between them is caught.
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import torch
 
-from vpinn.physics.base import Physics, integrand
+from vpinn.physics.base import Physics, Term, Trial, integrand
 from vpinn.quadrature.base import PointBatch, QuadratureRule
 
 
-def relative_errors(physics: Physics, rule: QuadratureRule, chunk: int, device, dtype) -> dict[str, float]:
-    """``rel_l2``, ``rel_h1`` and ``rel_energy`` of the current network (needs ``physics.exact``)."""
+def relative_errors(physics: Physics, trial: Trial, rule: QuadratureRule, chunk: int, device, dtype) -> dict[str, float]:
+    """``rel_l2``, ``rel_h1`` and ``rel_energy`` of ``trial`` against ``physics.exact`` (needed)."""
 
     def parts(batch: PointBatch) -> torch.Tensor:
         x = batch.points
-        u, grad_u = physics.solution(x)
+        u, grad_u = trial(x)
         u_exact, grad_exact = physics.exact(x)
         error, grad_error = u - u_exact, grad_u - grad_exact
         return torch.stack(
@@ -50,8 +51,8 @@ def relative_errors(physics: Physics, rule: QuadratureRule, chunk: int, device, 
     }
 
 
-def energy(physics: Physics, trial, volume_rule: QuadratureRule, chunk: int, device, dtype) -> float:
-    """The loss functional ``E(trial)``, exactly: volume terms on ``volume_rule``, boundary terms
-    on their whole rules.  ``trial`` is ``physics.solution`` or ``physics.exact`` (for ``E(u*)``)."""
-    return sum(float(term.rule.total(lambda b, t=term: integrand(t, trial, b), chunk, device, dtype))
-               for term in physics.terms_on(volume_rule))
+def energy(terms: Sequence[Term], trial: Trial, chunk: int, device, dtype) -> float:
+    """The loss functional ``E(trial)``, exactly: each term summed over its whole rule.
+    ``trial`` is the ansatz or ``physics.exact`` (for ``E(u*)``)."""
+    return sum(float(term.rule.total(lambda b, f=term.form: integrand(f, trial, b), chunk, device, dtype))
+               for term in terms)

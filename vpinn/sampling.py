@@ -9,8 +9,13 @@ is a keyed bijection ``pi`` of ``[0, 2^k)`` (``2^k >= N``, a 3-round Feistel net
 sequence, keeping the images that fall below N; a uniform random rotation then makes every
 drawn index exactly uniform on ``[0, N)``, so ``c = N / b`` is unbiased, also for batches that
 span two epochs.  A batch costs O(b) work and memory whatever N is (a ``randperm`` of N = 1e8
-would hold 800 MB).  Keys come from a seeded :class:`torch.Generator` on the compute device; the
-state is (epoch, cursor, generator), so a resumed run draws the same batches as an uninterrupted one.
+would hold 800 MB).
+
+An epoch's keys and rotation are a hash (SplitMix64) of ``(seed, epoch)``: plain integers, the
+same on every device, so the sampler's whole state is three integers ``(seed, epoch, cursor)``
+and a checkpoint written on one device resumes on another, drawing the same batches as an
+uninterrupted run.  (The rotation is the hash modulo N; its bias, below N / 2^64, is far under
+anything a test or a training run can see.)
 """
 
 from __future__ import annotations
@@ -22,6 +27,25 @@ import torch
 _MASK32 = 0xFFFFFFFF
 _MIX = 0x45D9F3B  # odd multiplier < 2^27: (x < 2^32) * _MIX stays below 2^63
 _ROUNDS = 3  # Luby-Rackoff: three Feistel rounds with independent keys give a pseudo-random permutation
+_MASK64 = (1 << 64) - 1
+
+
+def splitmix64(value: int) -> int:
+    """One step of the SplitMix64 generator: a bijective, well-mixed hash of a 64-bit integer."""
+    value = (value + 0x9E3779B97F4A7C15) & _MASK64
+    value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return value ^ (value >> 31)
+
+
+def epoch_keys(seed: int, epoch: int, size: int) -> list[int]:
+    """The ``_ROUNDS`` Feistel round keys (below 2^31) and the rotation (below ``size``) of an epoch."""
+    state = splitmix64((seed & _MASK64) ^ splitmix64(epoch))
+    keys = []
+    for _ in range(_ROUNDS + 1):
+        state = splitmix64(state)
+        keys.append(state)
+    return [k >> 33 for k in keys[:_ROUNDS]] + [keys[_ROUNDS] % size]
 
 
 def feistel_permute(values: torch.Tensor, keys: list[int], bits: int) -> torch.Tensor:
@@ -51,27 +75,25 @@ class UniformSampler:
     device:
         Where indices are produced (the compute device).
     seed:
-        Seed of the generator that draws each epoch's permutation keys and rotation.
+        Seed of every epoch's permutation keys and rotation.
     """
 
     def __init__(self, size: int, device: torch.device | str, seed: int):
         self.size = int(size)
         self.device = torch.device(device)
         self.bits = max(1, (self.size - 1).bit_length())
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(seed)
+        self.seed = int(seed)
         self.epoch, self.cursor = 0, 0
-        self._keys = self._draw_keys()
+        self._keys = epoch_keys(self.seed, self.epoch, self.size)
 
-    def _draw_keys(self) -> list[int]:
-        """Round keys and rotation of a new epoch (drawn on the device, read once per epoch)."""
-        rounds = torch.randint(0, 2**31, (_ROUNDS,), generator=self.generator, device=self.device)
-        rotation = torch.randint(0, self.size, (1,), generator=self.generator, device=self.device)
-        return torch.cat([rounds, rotation]).tolist()
+    @property
+    def epochs(self) -> float:
+        """Epochs drawn so far, with the fraction of the current one (swept positions of 2^bits)."""
+        return self.epoch + self.cursor / (1 << self.bits)
 
     def _next_epoch(self) -> None:
         self.epoch, self.cursor = self.epoch + 1, 0
-        self._keys = self._draw_keys()
+        self._keys = epoch_keys(self.seed, self.epoch, self.size)
 
     def sample(self, batch: int) -> tuple[torch.Tensor, float]:
         """Indices (batch,) int64 on the device and the estimator factor ``N / batch``."""
@@ -96,11 +118,13 @@ class UniformSampler:
         return index, self.size / batch
 
     def state_dict(self) -> dict:
-        """Everything needed to continue the same sequence of batches."""
-        return {"epoch": self.epoch, "cursor": self.cursor, "keys": list(self._keys),
-                "generator": self.generator.get_state()}
+        """Everything needed to continue the same sequence of batches: plain integers, valid on
+        any device."""
+        return {"size": self.size, "seed": self.seed, "epoch": self.epoch, "cursor": self.cursor}
 
     def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.cursor = int(state["epoch"]), int(state["cursor"])
-        self._keys = list(state["keys"])
-        self.generator.set_state(state["generator"])
+        """Continue from ``state``; refuses a state of a rule of another size."""
+        if int(state["size"]) != self.size:
+            raise ValueError(f"sampler state of a rule of {state['size']} points, not {self.size}")
+        self.seed, self.epoch, self.cursor = int(state["seed"]), int(state["epoch"]), int(state["cursor"])
+        self._keys = epoch_keys(self.seed, self.epoch, self.size)

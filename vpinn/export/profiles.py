@@ -16,27 +16,27 @@ import torch
 from vpinn.export.plots import plot_profile
 from vpinn.export.tables import write_csv
 from vpinn.geometry.base import Profile
-from vpinn.physics.base import Physics
+from vpinn.physics.base import Physics, Trial
 
 #: points along a profile line
 PROFILE_POINTS = 201
 
 
-def evaluate_profile(physics: Physics, profile: Profile, device, dtype) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+def evaluate_profile(physics: Physics, trial: Trial, profile: Profile, device, dtype) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
     """Each frame field along ``profile``: (computed (n,), exact (n,) or None), float64 arrays."""
     x, frame = profile.points.to(device, dtype), profile.frame.to(device, dtype)
     with torch.no_grad():
-        computed = physics.frame_fields(*physics.solution(x), frame, profile.axes)
+        computed = physics.frame_fields(*trial(x), frame, profile.axes)
         exact = physics.frame_fields(*physics.exact(x), frame, profile.axes) if physics.exact is not None else {}
     as_array = lambda t: t.double().cpu().numpy()  # noqa: E731
     return {name: (as_array(value), as_array(exact[name]) if name in exact else None) for name, value in computed.items()}
 
 
-def write_profile(directory: str | Path, physics: Physics, profile: Profile | None, device, dtype) -> bool:
+def write_profile(directory: str | Path, physics: Physics, trial: Trial, profile: Profile | None, device, dtype) -> bool:
     """Write ``profile.csv`` and ``profile.png`` into ``directory``; False if there is no profile."""
     if profile is None or physics.frame_fields is None:
         return False
-    values = evaluate_profile(physics, profile, device, dtype)
+    values = evaluate_profile(physics, trial, profile, device, dtype)
     coordinate = profile.coordinate.double().numpy()
     rows = []
     for i, position in enumerate(coordinate):

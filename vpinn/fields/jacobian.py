@@ -156,7 +156,10 @@ def func_jacrev(field, x: Tensor) -> tuple[Tensor, Tensor]:
     return value, jacobian
 
 
-JACOBIAN_METHODS: dict[str, Callable[..., tuple[Tensor, Tensor]]] = {
+#: (field, x (b, 3)) -> (value (b, m), Jacobian (b, m, 3)) of the unscaled MLP
+JacobianMethod = Callable[..., tuple[Tensor, Tensor]]
+
+JACOBIAN_METHODS: dict[str, JacobianMethod] = {
     "fused": fused,
     "autograd": reverse_autograd,
     "forward": forward_tangents,

@@ -7,10 +7,10 @@ architecture behaves the same on any box.  A domain may add its natural coordina
 :class:`~vpinn.geometry.base.InputFeatures`), and with
 ``fourier_features = F > 0`` come ``sin/cos(2 pi xi B^T)`` with a fixed ``B`` (F, 3) ~
 N(0, scale^2): the features are ``[xi, c, sin, cos]``.  Outputs are multiplied by
-``model.output_scale`` (the solution's characteristic size), so that the MLP itself works with
+``output_scale`` (the solution's characteristic size), so that the MLP itself works with
 numbers of order 1.
 :meth:`Field.value_and_jacobian` returns the value and the Jacobian with respect to the physical
-coordinates ``x``, by the method named in the model spec (see :mod:`vpinn.fields.jacobian`).
+coordinates ``x``, by the method it was given (see :mod:`vpinn.fields.jacobian`).
 """
 
 from __future__ import annotations
@@ -21,48 +21,60 @@ import torch
 from torch import nn
 
 from vpinn.fields.activations import ACTIVATIONS
-from vpinn.fields.jacobian import JACOBIAN_METHODS
+from vpinn.fields.jacobian import JacobianMethod, fused
 from vpinn.geometry.base import InputFeatures
-from vpinn.problem.spec import ModelSpec
 
 
 class Field(nn.Module):
-    """A fully connected network with ``spec.depth`` hidden layers of ``spec.width`` units.
+    """A fully connected network with ``depth`` hidden layers of ``width`` units.
 
     Parameters
     ----------
-    spec:
-        The ``[model]`` section.
     out_features:
         Number of output components m (1 for a scalar potential, 3 for a displacement).
+    width, depth, activation:
+        Hidden layer size, number of hidden layers, and the activation's name
+        (see :data:`~vpinn.fields.activations.ACTIVATIONS`).
     lower, upper:
         Bounding box of the domain, used to scale inputs to [-1, 1]^3.
     generator:
         Seeded CPU generator for the initial weights (so they do not depend on the device).
     coordinates:
         The domain's natural coordinates as extra inputs, or None.
+    fourier_features, fourier_scale:
+        Number F of random Fourier features and the standard deviation of their frequencies.
+    output_scale:
+        Factor on the outputs: the solution's characteristic size, in its units.
+    jacobian:
+        The method computing value and spatial Jacobian (one of
+        :data:`~vpinn.fields.jacobian.JACOBIAN_METHODS`).
+    dtype:
+        The parameters' dtype.
     """
 
-    def __init__(self, spec: ModelSpec, out_features: int, lower, upper, generator: torch.Generator,
-                 coordinates: InputFeatures | None = None):
+    def __init__(self, out_features: int, *, width: int, depth: int, activation: str, lower, upper,
+                 generator: torch.Generator, coordinates: InputFeatures | None = None, fourier_features: int = 0,
+                 fourier_scale: float = 1.0, output_scale: float = 1.0, jacobian: JacobianMethod = fused,
+                 dtype: torch.dtype = torch.float32):
         super().__init__()
-        self.spec = spec
         self.coordinates = coordinates
         self.coordinate_count = coordinates.count if coordinates is not None else 0
-        self.activation = ACTIVATIONS[spec.activation]
+        self.activation = ACTIVATIONS[activation]
+        self.output_scale = float(output_scale)
+        self.jacobian = jacobian
         lower, upper = torch.tensor(lower, dtype=torch.float64), torch.tensor(upper, dtype=torch.float64)
-        self.register_buffer("centre", (lower + upper) / 2)
-        self.register_buffer("inverse_half_width", 2 / (upper - lower))
-        frequencies = torch.randn(spec.fourier_features, 3, generator=generator, dtype=torch.float64)
-        self.register_buffer("frequencies", frequencies * spec.fourier_scale)
-        sizes = [3 + self.coordinate_count + 2 * spec.fourier_features, *[spec.width] * spec.depth, out_features]
+        self.register_buffer("centre", ((lower + upper) / 2).to(dtype))
+        self.register_buffer("inverse_half_width", (2 / (upper - lower)).to(dtype))
+        frequencies = torch.randn(fourier_features, 3, generator=generator, dtype=torch.float64)
+        self.register_buffer("frequencies", (frequencies * fourier_scale).to(dtype))
+        sizes = [3 + self.coordinate_count + 2 * fourier_features, *[width] * depth, out_features]
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
         for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
             std = math.sqrt(2.0 / (fan_in + fan_out))  # Glorot (Xavier) normal
-            self.weights.append(nn.Parameter(torch.randn(fan_out, fan_in, generator=generator, dtype=torch.float64) * std))
-            self.biases.append(nn.Parameter(torch.zeros(fan_out, dtype=torch.float64)))
-        self.float()
+            weight = torch.randn(fan_out, fan_in, generator=generator, dtype=torch.float64) * std
+            self.weights.append(nn.Parameter(weight.to(dtype)))
+            self.biases.append(nn.Parameter(torch.zeros(fan_out, dtype=dtype)))
 
     def flat_parameters(self) -> list[torch.Tensor]:
         """``[W_0, b_0, W_1, b_1, ...]``, the order the fused Jacobian expects."""
@@ -124,10 +136,9 @@ class Field(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Values (b, m) at physical points ``x`` (b, 3)."""
-        return self.unscaled(x) * self.spec.output_scale
+        return self.unscaled(x) * self.output_scale
 
     def value_and_jacobian(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Values (b, m) and spatial Jacobian ``dN_k/dx_j`` (b, m, 3) at ``x`` (b, 3)."""
-        value, jacobian = JACOBIAN_METHODS[self.spec.derivatives](self, x)
-        scale = self.spec.output_scale
-        return value * scale, jacobian * scale
+        value, jacobian = self.jacobian(self, x)
+        return value * self.output_scale, jacobian * self.output_scale

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
 from vpinn.geometry.maps import BoxFaceMap, BoxVolumeMap
 
-#: face name -> (axis, side)
+#: face name -> (axis, side): the box's faces, named here and nowhere else
 FACE_AXES: dict[str, tuple[int, int]] = {
     "xmin": (0, -1), "xmax": (0, 1),
     "ymin": (1, -1), "ymax": (1, 1),
@@ -24,6 +25,11 @@ class Box:
 
     lower: tuple[float, float, float]
     upper: tuple[float, float, float]
+
+    #: the faces' names
+    FACES: ClassVar[tuple[str, ...]] = tuple(FACE_AXES)
+    #: face -> axis of its normal, for the faces that are planes normal to an axis (all of them)
+    PLANES: ClassVar[dict[str, int]] = {face: axis for face, (axis, _) in FACE_AXES.items()}
 
     @property
     def volume(self) -> float:
@@ -59,7 +65,8 @@ class BoxDistance:
     Per axis with both faces chosen, ``phi = (x - lo)(hi - x) / (L/2)^2``; with only the lower
     (upper) face, ``phi = (x - lo)/L`` (``(hi - x)/L``); otherwise ``phi = 1``.  Normalising the
     maximum to 1 keeps the network output ``N`` in ``u = g + d*N`` of the size of ``u`` itself,
-    which measurably speeds up training (../shared/CALIBRATION.md: 0.26 vs 0.009 error after 60 s).
+    which measurably speeds up training (0.26 vs 0.009 relative L2 error after 60 s of Adam on the
+    Poisson cube, measured before vpinn existed).
     """
 
     lower: tuple[float, float, float]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -69,6 +70,10 @@ class SphereOctant:
 
     inner: float
     outer: float
+
+    #: the faces' names: the spherical surfaces and the symmetry planes
+    FACES: ClassVar[tuple[str, ...]] = ("inner", "outer", *PLANE_AXES)
+    PLANES: ClassVar[dict[str, int]] = PLANE_AXES
 
     @property
     def lower(self) -> tuple[float, float, float]:

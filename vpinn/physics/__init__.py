@@ -1,13 +1,7 @@
-"""PDEs in energy form: each module builds a :class:`~vpinn.physics.base.Physics`."""
+"""PDEs in energy form: each module exports its forms and builds a :class:`~vpinn.physics.base.Physics`
+from plain values (expressions, material constants, loads)."""
 
 from vpinn.physics import elasticity, poisson
-from vpinn.physics.base import ExactSolution, Physics, Term, integrand
-from vpinn.problem.spec import ElasticitySpec, PoissonSpec
+from vpinn.physics.base import ExactSolution, Form, Physics, Term, integrand, load_form, on_volume_rule
 
-#: pde type (the ``[pde] type`` key) -> builder(spec, domain, field) -> Physics
-BUILDERS = {"poisson": poisson.build, "elasticity": elasticity.build}
-
-#: pde type -> number of solution components (the network's outputs)
-COMPONENTS = {"poisson": PoissonSpec.components, "elasticity": ElasticitySpec.components}
-
-__all__ = ["BUILDERS", "COMPONENTS", "ExactSolution", "Physics", "Term", "integrand"]
+__all__ = ["ExactSolution", "Form", "Physics", "Term", "elasticity", "integrand", "load_form", "on_volume_rule", "poisson"]

@@ -1,27 +1,25 @@
-"""What every PDE module provides: the energy's integrals, the trial function, error norms.
+"""What a PDE module provides: forms (integrands of the energy), error norms, derived fields.
 
-A PDE is described to the rest of vpinn by a :class:`Physics`: a list of :class:`Term` (the
-integrals whose sum is the loss, each with its own quadrature rule and minibatch size), the trial
-function (hard-BC ansatz around the network), the exact solution if known, the density of the
-energy norm, the derived fields written on export and, optionally, the fields in a local frame
-that profile plots show.  Densities are plain functions of the points and of ``(u, grad u)``, so
-the same density gives the loss of the network and, applied to the exact solution, the reference
-energy ``E(u*)``.
+A PDE is described to the rest of vpinn by a :class:`Physics`: the energy's volume
+:class:`Form`, its boundary loads (forms on named faces), the exact solution if known, the
+density of the energy norm, the derived fields written on export and, optionally, the fields in
+a local frame that profile plots show.  A form is a plain function of the points and of
+``(u, grad u)`` that says whether it needs ``grad u``; the same form gives the loss of the
+network and, applied to the exact solution, the reference energy ``E(u*)``.
+
+Physics knows nothing of quadrature or batch sizes: :mod:`vpinn.assemble` pairs each form with
+a rule and a batch size into a :class:`Term`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 import torch
 
 from vpinn.calculus import value_and_gradient
 from vpinn.expressions import Expression
-from vpinn.fields.ansatz import HardDirichletAnsatz
-from vpinn.geometry.base import Domain
-from vpinn.problem.spec import ProblemSpec
-from vpinn.quadrature import ConcatRule, build_rule
 from vpinn.quadrature.base import PointBatch, QuadratureRule
 
 Tensor = torch.Tensor
@@ -30,22 +28,42 @@ Density = Callable[[PointBatch, Tensor, Tensor | None], Tensor]
 #: (u (b, m), grad u (b, m, 3), frame (b, 3, 3) of unit row vectors, the frame's axis names)
 #: -> named scalar fields (b,) in that frame
 FrameFields = Callable[[Tensor, Tensor, Tensor, tuple[str, str, str]], dict[str, Tensor]]
+#: a prescribed boundary load at a batch of boundary points (with normals) -> (b, m)
+Load = Callable[[PointBatch], Tensor]
+
+
+class Trial(Protocol):
+    """A trial function: the hard-BC ansatz around the network, or an exact solution."""
+
+    def __call__(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Values (b, m) and spatial Jacobian (b, m, 3) at ``x`` (b, 3)."""
+
+    def value(self, x: Tensor) -> Tensor:
+        """Values (b, m) only."""
 
 
 @dataclass(frozen=True)
-class Term:
-    """One integral ``sum_i w_i density(x_i, u, grad u)`` of the loss, over the domain or over
-    a boundary part (``on_boundary``: its density sees ``u`` only, ``grad u`` is None)."""
+class Form:
+    """One integrand of the energy, on the volume (``faces`` None) or on boundary faces.
+
+    ``needs_gradient`` False means the density reads ``u`` only (``grad u`` is passed as None),
+    so that no spatial Jacobian is computed for it.
+    """
 
     name: str
-    rule: QuadratureRule
-    batch: int
     density: Density
-    on_boundary: bool = False
+    needs_gradient: bool = True
+    faces: tuple[str, ...] | None = None
 
-    def with_rule(self, rule: QuadratureRule) -> "Term":
-        """The same integrand on another rule (e.g. the finishing rule)."""
-        return replace(self, rule=rule)
+
+def load_form(name: str, faces: tuple[str, ...], load: Load) -> Form:
+    """The energy term ``-integral over faces of load . u ds`` of a prescribed boundary load:
+    the Neumann flux ``h`` (m = 1) or the traction ``t`` (m = 3)."""
+
+    def density(batch: PointBatch, u: Tensor, grad_u: Tensor | None) -> Tensor:
+        return -(load(batch) * u).sum(dim=1)
+
+    return Form(name, density, needs_gradient=False, faces=faces)
 
 
 @dataclass(frozen=True)
@@ -63,7 +81,7 @@ class ExactSolution:
         return evaluate_vector(self.components, x)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Physics:
     """Everything the trainer, evaluator and exporter need to know about one PDE.
 
@@ -74,58 +92,49 @@ class Physics:
     :class:`~vpinn.geometry.base.Profile` (e.g. ``u_r``, ``sigma_rr`` along a radius).
     """
 
-    solution: HardDirichletAnsatz
-    terms: list[Term]
+    energy: Form
+    loads: tuple[Form, ...]
     energy_norm: Callable[[Tensor, Tensor], Tensor]
     derived: Callable[[Tensor, Tensor, Tensor], dict[str, Tensor]]
     exact: ExactSolution | None = None
     primary: str = "u"
     frame_fields: FrameFields | None = None
 
-    def terms_on(self, volume_rule: QuadratureRule) -> list[Term]:
-        """The terms with the volume integrals on ``volume_rule`` (the finishing or evaluation
-        rule); boundary terms keep their own rules."""
-        return [t if t.on_boundary else t.with_rule(volume_rule) for t in self.terms]
+    @property
+    def forms(self) -> tuple[Form, ...]:
+        """The volume form first, then the boundary loads: the energy is their sum."""
+        return (self.energy, *self.loads)
 
 
-def integrand(term: Term, trial: Callable, batch: PointBatch) -> Tensor:
-    """``term``'s density at ``batch`` for a trial function (the ansatz or an exact solution)."""
-    if term.on_boundary:
-        u, grad_u = trial.value(batch.points), None
-    else:
+@dataclass(frozen=True)
+class Term:
+    """A form attached to a quadrature rule and a minibatch size: one summand of the loss."""
+
+    form: Form
+    rule: QuadratureRule
+    batch: int
+
+    @property
+    def name(self) -> str:
+        return self.form.name
+
+    def with_rule(self, rule: QuadratureRule) -> "Term":
+        """The same integrand on another rule (e.g. the finishing or evaluation rule)."""
+        return replace(self, rule=rule)
+
+
+def integrand(form: Form, trial: Trial, batch: PointBatch) -> Tensor:
+    """``form``'s density at ``batch`` for a trial function (the ansatz or an exact solution)."""
+    if form.needs_gradient:
         u, grad_u = trial(batch.points)
-    return term.density(batch, u, grad_u)
+    else:
+        u, grad_u = trial.value(batch.points), None
+    return form.density(batch, u, grad_u)
 
 
-def boundary_load_term(name: str, spec: ProblemSpec, domain: Domain, faces: tuple[str, ...],
-                       load: Callable[[PointBatch], Tensor]) -> Term:
-    """The energy term ``-integral over faces of load . u ds`` of a prescribed boundary load.
-
-    ``load(batch)`` (b, m) is the Neumann flux ``h`` (m = 1) or the traction ``t`` (m = 3) at the
-    batch's points (with their outward normals).  The faces' rules are ``quadrature.boundary``
-    on each face, back to back (lazy); minibatches of ``train.boundary_batch`` points.
-    """
-    rule = ConcatRule([build_rule(spec.quadrature.boundary, domain.face_map(f)) for f in faces])
-
-    def density(batch: PointBatch, u: Tensor, grad_u: Tensor | None) -> Tensor:
-        return -(load(batch) * u).sum(dim=1)
-
-    return Term(name, rule, spec.train.boundary_batch, density, on_boundary=True)
-
-
-def volume_term(spec: ProblemSpec, domain: Domain, density: Density) -> Term:
-    """The energy's volume integral ``density`` on the training rule, minibatches of ``train.batch``."""
-    return Term("energy", build_rule(spec.quadrature.training, domain.volume_map()), spec.train.batch, density)
-
-
-def lifts_of(spec: ProblemSpec, entries: Sequence) -> list[Expression | None]:
-    """The lift ``g`` of ``u = g + d*N``, one expression per component (None where zero), from the
-    value conditions ``entries`` (all share one value, checked on loading; ``"auto"``: [exact])."""
-    if not entries:
-        return [None] * spec.pde.components
-    value = entries[0].value
-    data = spec.exact.components if value == "auto" else value if isinstance(value, tuple) else (value,)
-    return [None if is_zero([g]) else g for g in data]
+def on_volume_rule(terms: Sequence[Term], rule: QuadratureRule) -> list[Term]:
+    """The terms with the volume integral moved to ``rule``; boundary terms keep their rules."""
+    return [t.with_rule(rule) if t.form.faces is None else t for t in terms]
 
 
 def evaluate_vector(components: Sequence[Expression], points: Tensor) -> Tensor:

@@ -18,31 +18,20 @@ by its own formula.  ``body_force = "auto"`` and traction ``"auto"`` are built o
 symbolically and exactly, from the exact displacement: ``f = -div sigma(u*)``, ``t = sigma(u*) n``.
 
 As ``nu -> 1/2`` the energy's volumetric part ``lam (div u)^2 / 2`` dominates and a
-displacement-only discretisation locks; above ``nu = 0.45`` a :class:`~vpinn.errors.VpinnWarning`
-says so.
+displacement-only discretisation locks (the problem loader warns above ``nu = 0.45``).
 """
 
 from __future__ import annotations
 
-import warnings
 from typing import Sequence
 
 import torch
 
-from vpinn.errors import SpecError, VpinnWarning
 from vpinn.expressions import Expression
-from vpinn.fields.ansatz import HardDirichletAnsatz
-from vpinn.fields.network import Field
-from vpinn.geometry.base import Domain
-from vpinn.physics.base import (ExactSolution, Physics, boundary_load_term, evaluate_vector, is_zero, lifts_of,
-                                normal_components, volume_term)
-from vpinn.problem.spec import ProblemSpec
-from vpinn.quadrature import GaussRule
+from vpinn.physics.base import ExactSolution, Form, Load, Physics, evaluate_vector, load_form, normal_components
 from vpinn.quadrature.base import PointBatch
 
 Tensor = torch.Tensor
-#: nu above which the warning about volumetric locking is given
-LOCKING_NU = 0.45
 #: Voigt order of the six components of a symmetric tensor on export (ParaView's order)
 VOIGT = ((0, 0), (1, 1), (2, 2), (0, 1), (1, 2), (0, 2))
 
@@ -91,27 +80,32 @@ def body_force_expressions(u: Sequence[Expression], lam: float, mu: float) -> li
     return [-(sigma[i][0].derivative(0) + sigma[i][1].derivative(1) + sigma[i][2].derivative(2)) for i in range(3)]
 
 
-def build(spec: ProblemSpec, domain: Domain, field: Field) -> Physics:
-    """The elasticity :class:`Physics` of a problem spec (see the module docstring)."""
-    pde = spec.pde
-    lam, mu = pde.lame
-    if pde.poisson_ratio > LOCKING_NU:
-        warnings.warn(
-            f"pde.nu = {pde.poisson_ratio:g} > {LOCKING_NU}: the displacement energy locks as nu -> 0.5 "
-            "(lam (div u)^2/2 dominates); expect slow training and poor stresses", VpinnWarning, stacklevel=2)
-    exact = ExactSolution(spec.exact.components) if spec.exact is not None else None
-    body = body_force_expressions(spec.exact.components, lam, mu) if pde.body_force == "auto" else pde.body_force
-    body = None if is_zero(body) else body
+def energy_form(lam: float, mu: float, body_force: Sequence[Expression] | None) -> Form:
+    """The volume form ``sigma:eps / 2 - f.u`` (no body-force term if ``body_force`` is None)."""
 
-    def energy(batch: PointBatch, u: Tensor, grad_u: Tensor | None) -> Tensor:
-        density = strain_energy_density(grad_u, lam, mu)
-        return density if body is None else density - (evaluate_vector(body, batch.points) * u).sum(1)
+    def density(batch: PointBatch, u: Tensor, grad_u: Tensor | None) -> Tensor:
+        energy = strain_energy_density(grad_u, lam, mu)
+        return energy if body_force is None else energy - (evaluate_vector(body_force, batch.points) * u).sum(1)
 
-    terms = [volume_term(spec, domain, energy)]
-    for i, bc in enumerate(spec.bc):
-        if bc.type == "traction" and (bc.value == "auto" or not is_zero(bc.value)):
-            terms.append(boundary_load_term(f"traction{i}", spec, domain, bc.faces_on(spec.domain),
-                                            _traction(bc.value, spec, lam, mu)))
+    return Form("energy", density)
+
+
+def given_traction(traction: Sequence[Expression]) -> Load:
+    """A traction ``t`` given as three expressions, as a load (b, 3)."""
+    return lambda batch: evaluate_vector(traction, batch.points)
+
+
+def exact_traction(exact: Sequence[Expression], lam: float, mu: float) -> Load:
+    """The traction ``sigma(u*) n`` of the exact displacement, as a load (b, 3)."""
+    sigma = stress_expressions(exact, lam, mu)
+    return lambda batch: normal_components(sigma, batch)
+
+
+def physics(lam: float, mu: float, body_force: Sequence[Expression] | None,
+            tractions: Sequence[tuple[str, tuple[str, ...], Load]] = (),
+            exact: Sequence[Expression] | None = None) -> Physics:
+    """The elasticity :class:`Physics` (see the module docstring): Lamé parameters, body force
+    (None: zero), tractions as (name, faces, load), and the exact displacement if known."""
 
     def energy_norm(x: Tensor, grad_error: Tensor) -> Tensor:
         return 2 * strain_energy_density(grad_error, lam, mu)
@@ -126,42 +120,6 @@ def build(spec: ProblemSpec, domain: Domain, field: Field) -> Physics:
         return {f"u_{first}": (frame[:, 0] * u).sum(1),
                 f"sigma_{first}{first}": sigma[:, 0, 0], f"sigma_{second}{second}": sigma[:, 1, 1]}
 
-    return Physics(_ansatz(spec, domain, field), terms, energy_norm, derived, exact, "displacement", frame_fields)
-
-
-def _traction(value, spec: ProblemSpec, lam: float, mu: float):
-    """``t(batch)`` (b, 3): the given expressions, or ``sigma(u*) n`` for ``"auto"``."""
-    if value != "auto":
-        return lambda batch: evaluate_vector(value, batch.points)
-    sigma = stress_expressions(spec.exact.components, lam, mu)
-    return lambda batch: normal_components(sigma, batch)
-
-
-def _ansatz(spec: ProblemSpec, domain: Domain, field: Field) -> HardDirichletAnsatz:
-    """``u_k = g_k + d_k N_k``: ``d_k`` vanishes on the clamped faces and on the roller planes
-    normal to axis k; ``g`` is the clamp data (shared by all clamp entries, checked on loading)."""
-    clamps = [(i, bc) for i, bc in enumerate(spec.bc) if bc.type == "clamp"]
-    clamped = tuple(f for _, bc in clamps for f in bc.faces_on(spec.domain))
-    rollers = tuple(f for bc in spec.bc if bc.type == "roller" for f in bc.faces_on(spec.domain))
-    distances = []
-    for axis in range(3):
-        faces = clamped + tuple(f for f in rollers if spec.domain.planes[f] == axis)
-        distances.append(domain.distance(faces) if faces else None)
-    lifts = lifts_of(spec, [bc for _, bc in clamps])
-    for face in rollers:
-        _check_lift_vanishes(lifts[spec.domain.planes[face]], domain, face, clamps[0][0] if clamps else 0, spec)
-    return HardDirichletAnsatz(field, distances, lifts)
-
-
-def _check_lift_vanishes(lift: Expression | None, domain: Domain, face: str, index: int, spec: ProblemSpec) -> None:
-    """The clamp data's normal component must be 0 on a roller plane: there ``u_k = g_k``."""
-    if lift is None:
-        return
-    batch = GaussRule(domain.face_map(face), (4, 4), 3).take(torch.arange(144), torch.float64)
-    largest = float(lift(batch.points).abs().max())
-    if largest > 1e-12 * spec.model.output_scale:
-        raise SpecError(
-            f"bc[{index}].value",
-            f"the clamp data's component normal to the roller face '{face}' is not 0 there (up to {largest:.3g}); "
-            f"it is extended into the domain as the lift g of u = g + d*N, so write it to vanish on '{face}'",
-        )
+    loads = tuple(load_form(name, faces, load) for name, faces, load in tractions)
+    return Physics(energy_form(lam, mu, body_force), loads, energy_norm, derived,
+                   ExactSolution(exact) if exact is not None else None, "displacement", frame_fields)

@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import re
 import tomllib
+import warnings
 from pathlib import Path
 
-from vpinn.errors import ProblemFileError, SpecError
+import torch
+
+from vpinn.errors import ProblemFileError, SpecError, VpinnWarning
 from vpinn.expressions import BUILTIN_CONSTANTS, FUNCTIONS, VARIABLES
 from vpinn.problem import schema
 from vpinn.problem.locate import locate
 from vpinn.problem.spec import VALUE_CONDITIONS, ProblemSpec
+
+#: Poisson's ratio above which loading warns about volumetric locking
+LOCKING_NU = 0.45
 
 
 def load_problem(path: str | Path, overrides: dict[str, object] | None = None) -> ProblemSpec:
@@ -103,6 +109,7 @@ def _check_constant_names(constants: dict[str, float]) -> None:
 def check_consistency(spec: ProblemSpec) -> None:
     """Checks that span sections (each raises a :class:`SpecError` naming one key)."""
     _check_exact(spec)
+    _warn_locking(spec)
     seen: dict[str, int] = {}
     values: list[tuple[int, object]] = []
     for i, bc in enumerate(spec.bc):
@@ -124,6 +131,38 @@ def check_consistency(spec: ProblemSpec) -> None:
                 f"bc[{i}].value",
                 f"all {spec.bc[i].type} faces must share one expression for u (it is extended into the "
                 f"domain as g in u = g + d*N); bc[{values[0][0]}] has a different one",
+            )
+    _check_roller_lifts(spec)
+
+
+def _warn_locking(spec: ProblemSpec) -> None:
+    """A one-line warning for a nearly incompressible material (volumetric locking)."""
+    if spec.pde.type == "elasticity" and spec.pde.poisson_ratio > LOCKING_NU:
+        warnings.warn(
+            f"pde.nu = {spec.pde.poisson_ratio:g} > {LOCKING_NU}: the displacement energy locks as nu -> 0.5 "
+            "(lam (div u)^2/2 dominates); expect slow training and poor stresses", VpinnWarning, stacklevel=4)
+
+
+def _check_roller_lifts(spec: ProblemSpec) -> None:
+    """The clamp data's normal component must be 0 on a roller plane: there ``u_k = g_k``."""
+    from vpinn.assemble import build_domain, lifts  # assembly imports this package: import at use
+
+    rollers = [f for bc in spec.bc if bc.type == "roller" for f in bc.faces_on(spec.domain)]
+    if not rollers:
+        return
+    domain, data = build_domain(spec.domain), lifts(spec)
+    index = next(i for i, bc in enumerate(spec.bc) if bc.type == "clamp") if any(data) else 0
+    for face in rollers:
+        lift = data[spec.domain.planes[face]]
+        if lift is None:
+            continue
+        mapped = domain.face_map(face)(torch.rand(256, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0)))
+        largest = float(lift(mapped.points).abs().max())
+        if largest > 1e-12 * spec.model.output_scale:
+            raise SpecError(
+                f"bc[{index}].value",
+                f"the clamp data's component normal to the roller face '{face}' is not 0 there (up to {largest:.3g}); "
+                f"it is extended into the domain as the lift g of u = g + d*N, so write it to vanish on '{face}'",
             )
 
 

@@ -15,8 +15,7 @@ from typing import ClassVar, Literal
 
 from vpinn.errors import SpecError
 from vpinn.expressions import Expression, parse_expression
-
-FACES: tuple[str, ...] = ("xmin", "xmax", "ymin", "ymax", "zmin", "zmax")
+from vpinn.geometry import Box, SphereOctant
 
 #: boundary conditions that prescribe the solution's value through the lift ``g`` of the ansatz
 #: ``u = g + d*N``; all entries of these types in one problem share one expression for ``g``
@@ -56,9 +55,9 @@ class BoxSpec:
     lower: tuple[float, float, float] = (0.0, 0.0, 0.0)
     upper: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
-    faces: ClassVar[tuple[str, ...]] = FACES
+    faces: ClassVar[tuple[str, ...]] = Box.FACES
     #: face -> axis of its normal, for the faces that are planes normal to an axis
-    planes: ClassVar[dict[str, int]] = {face: i // 2 for i, face in enumerate(FACES)}
+    planes: ClassVar[dict[str, int]] = Box.PLANES
 
     def __post_init__(self) -> None:
         for axis, (lo, hi) in enumerate(zip(self.lower, self.upper)):
@@ -79,8 +78,8 @@ class SphereOctantSpec:
     inner_radius: float = 1.0
     outer_radius: float = 2.0
 
-    faces: ClassVar[tuple[str, ...]] = ("inner", "outer", "x0", "y0", "z0")
-    planes: ClassVar[dict[str, int]] = {"x0": 0, "y0": 1, "z0": 2}
+    faces: ClassVar[tuple[str, ...]] = SphereOctant.FACES
+    planes: ClassVar[dict[str, int]] = SphereOctant.PLANES
 
     def __post_init__(self) -> None:
         _positive("inner_radius", self.inner_radius)

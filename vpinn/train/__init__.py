@@ -1,7 +1,9 @@
-"""Training: schedules, the minibatch and full-batch objectives, checkpoints, the loop."""
+"""Training: estimates of the loss, schedules, optimisers (one file each), the loop, checkpoints."""
 
-from vpinn.train.objective import full_loss_backward, minibatch_loss
-from vpinn.train.schedules import learning_rate
-from vpinn.train.trainer import Trainer, TrainResult
+from vpinn.train.estimate import full_loss_backward, minibatch_loss
+from vpinn.train.loop import Observer, Phase, Trainer, TrainResult
+from vpinn.train.optimizers import OPTIMIZERS, StepReport, TrainingProblem
+from vpinn.train.schedules import Schedule
 
-__all__ = ["TrainResult", "Trainer", "full_loss_backward", "learning_rate", "minibatch_loss"]
+__all__ = ["OPTIMIZERS", "Observer", "Phase", "Schedule", "StepReport", "TrainResult", "Trainer", "TrainingProblem",
+           "full_loss_backward", "minibatch_loss"]

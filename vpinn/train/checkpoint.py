@@ -1,8 +1,11 @@
 """Checkpoints: the whole training state in one file, written atomically.
 
-A checkpoint holds the network weights and dtype, the optimiser and sampler states, the step
-counters, the training history and the elapsed training time, so that ``--resume`` continues
-exactly where the run stopped (same batches, same optimiser moments).
+A checkpoint holds the network weights and the training dtype, the optimiser and sampler states,
+the step counters, the training history, the elapsed training time and the problem's
+fingerprint, so that a resumed run continues exactly where the run stopped (same batches, same
+optimiser moments) and a checkpoint of another problem is refused.  Everything is read onto the
+CPU and holds no device-specific state, so a checkpoint written on CUDA resumes on the CPU and
+vice versa.
 """
 
 from __future__ import annotations
@@ -14,7 +17,11 @@ import torch
 from vpinn.atomic import atomic_path
 from vpinn.errors import VpinnError
 
-FORMAT = 1
+FORMAT = 2
+
+
+class CheckpointError(VpinnError):
+    """A checkpoint is missing, unreadable, of another format or of another problem."""
 
 
 def save_checkpoint(path: str | Path, state: dict) -> None:
@@ -27,11 +34,21 @@ def load_checkpoint(path: str | Path) -> dict:
     """Read a checkpoint written by :func:`save_checkpoint` (onto the CPU)."""
     path = Path(path)
     if not path.exists():
-        raise VpinnError(f"--resume: no checkpoint at {path}")
+        raise CheckpointError(f"no checkpoint at {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a truncated or foreign file: say which, without a traceback
-        raise VpinnError(f"--resume: {path} is not a readable checkpoint ({type(err).__name__}: {err})") from None
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(err).__name__}: {first})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise VpinnError(f"--resume: {path} is not a vpinn checkpoint of format {FORMAT}")
+        raise CheckpointError(f"{path} is not a vpinn checkpoint of format {FORMAT}")
     return state
+
+
+def check_fingerprint(state: dict, fingerprint: dict[str, str], path: str | Path) -> None:
+    """Refuse a checkpoint whose problem differs from this one, naming the first section that does."""
+    saved = state.get("fingerprint", {})
+    for section, digest in fingerprint.items():
+        if saved.get(section) != digest:
+            raise CheckpointError(f"{path} was written for a problem with a different {section}; "
+                                  f"resume it with the problem file it was trained with")

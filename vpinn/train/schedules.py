@@ -8,18 +8,28 @@ decay to ``lr_final`` at the last step: half a cosine, an exponential, or none.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Literal
 
-from vpinn.problem.spec import TrainSpec
 
+@dataclass(frozen=True)
+class Schedule:
+    """``step -> learning rate`` over ``steps`` steps: warmup, then ``decay`` to ``lr_final``."""
 
-def learning_rate(step: int, spec: TrainSpec) -> float:
-    """The learning rate of 0-based ``step`` of ``spec.steps``."""
-    if step < spec.warmup:
-        return spec.lr * (step + 1) / spec.warmup
-    span = max(1, spec.steps - 1 - spec.warmup)
-    progress = min(1.0, (step - spec.warmup) / span)
-    if spec.decay == "cosine":
-        return spec.lr_final + (spec.lr - spec.lr_final) * 0.5 * (1 + math.cos(math.pi * progress))
-    if spec.decay == "exponential":
-        return spec.lr * (spec.lr_final / spec.lr) ** progress
-    return spec.lr
+    lr: float
+    steps: int
+    warmup: int = 0
+    decay: Literal["cosine", "exponential", "constant"] = "cosine"
+    lr_final: float = 1e-5
+
+    def __call__(self, step: int) -> float:
+        """The learning rate of 0-based ``step``."""
+        if step < self.warmup:
+            return self.lr * (step + 1) / self.warmup
+        span = max(1, self.steps - 1 - self.warmup)
+        progress = min(1.0, (step - self.warmup) / span)
+        if self.decay == "cosine":
+            return self.lr_final + (self.lr - self.lr_final) * 0.5 * (1 + math.cos(math.pi * progress))
+        if self.decay == "exponential":
+            return self.lr * (self.lr_final / self.lr) ** progress
+        return self.lr

@@ -4,7 +4,7 @@ The memory a training step uses above the idle process is, to a good approximati
 the batch size b: ``M(b) = fixed + b * per_point`` (``run.py memory`` measures a log-log slope
 near 1 for b >= 1e4).  Two short calibration runs of the problem's own training step, at
 b1 = 2048 and b2 = 16384 (fresh processes on CPU, this process on CUDA; see
-:mod:`vpinn.measure`), give ``per_point = (M2 - M1) / (b2 - b1)`` and ``fixed = M1 - b1 per_point``.
+:mod:`vpinn.measurement.engine`), give ``per_point = (M2 - M1) / (b2 - b1)`` and ``fixed = M1 - b1 per_point``.
 The batch is then ``0.8 (limit - fixed) / per_point``: the 20% margin covers the run-to-run
 spread of resident-memory readings (three fits of a 48 MiB budget measured 38.7, 44.6 and
 49.5 MiB at nearly the same batch).  The finishing phase's chunk is capped the same
@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vpinn.errors import VpinnError
-from vpinn.measure import measure
+from vpinn.measurement.engine import measure
 from vpinn.problem import ProblemSpec
 
 PROBES = (2048, 16384)

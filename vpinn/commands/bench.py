@@ -12,12 +12,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vpinn.commandline import add_common_arguments, default_problem, parse_sizes, positive_count
-from vpinn.device import choose_device
+from vpinn.commands.arguments import add_common_arguments, default_problem, device_name, parse_sizes, positive_count
 from vpinn.errors import VpinnError
 from vpinn.export.tables import write_csv, write_markdown
 from vpinn.fields.jacobian import JACOBIAN_METHODS
-from vpinn.measure import measure
+from vpinn.measurement.engine import measure
 from vpinn.problem import load_problem
 
 
@@ -41,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     for method in methods:
         if method not in JACOBIAN_METHODS:
             raise VpinnError(f"--methods: unknown method {method!r} (choose from {', '.join(JACOBIAN_METHODS)}, all)")
-    device = str(choose_device(args.device))
+    device = device_name(args.device)
     rows = []
     print(f"{spec.name}: width {spec.model.width} x depth {spec.model.depth} {spec.model.activation}, "
           f"{spec.train.dtype}, on {device}; median of up to {args.steps} steps per case")

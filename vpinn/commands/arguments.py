@@ -6,6 +6,7 @@ import argparse
 import tomllib
 from pathlib import Path
 
+from vpinn.devices import choose_device
 from vpinn.errors import VpinnError
 
 DEFAULT_PROBLEM = "problems/poisson_cube.toml"
@@ -16,6 +17,14 @@ def default_problem() -> str:
     if Path(DEFAULT_PROBLEM).exists():
         return DEFAULT_PROBLEM
     return str(Path(__file__).resolve().parent.parent / DEFAULT_PROBLEM)
+
+
+def device_name(requested: str | None) -> str:
+    """The ``--device`` to use, as a string (a user error names the flag)."""
+    try:
+        return str(choose_device(requested))
+    except VpinnError as err:
+        raise VpinnError(f"--device {requested}: {err}") from None
 
 
 def positive_seconds(text: str) -> float:

@@ -8,7 +8,7 @@ Memory is measured so that the figures can be trusted (README, "Memory measureme
   resident set size (``VmHWM``) minus its resident size just before the first step; a fresh
   process keeps one case's freed-but-cached memory out of the next case's figure.
 
-``python -m vpinn.measure '<json>'`` runs one case and prints one JSON object.
+``python -m vpinn.measurement.engine '<json>'`` runs one case and prints one JSON object.
 """
 
 from __future__ import annotations
@@ -19,49 +19,55 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import replace
+from typing import Callable
 
 import torch
 
-from vpinn.device import (choose_device, current_resident_bytes, keep_freed_memory, peak_memory_bytes,
-                          release_free_memory, synchronize)
+from vpinn.assemble import Assembly, assemble, build_trainer
+from vpinn.devices import choose_device, synchronize
 from vpinn.errors import VpinnError
-from vpinn.problem import load_problem
-from vpinn.setup import build_setup
-from vpinn.train import Trainer, full_loss_backward
+from vpinn.measurement.memory import current_resident_bytes, keep_freed_memory, peak_memory_bytes, release_free_memory
+from vpinn.problem import ProblemSpec, load_problem
+from vpinn.train import full_loss_backward
 
 
-def _time_steps(trainer: Trainer, device: torch.device, steps: int, min_seconds: float) -> list[float]:
+def training_step(spec: ProblemSpec, assembly: Assembly) -> Callable[[], object]:
+    """One minibatch training step of the problem's first phase (Adam), as a function."""
+    return build_trainer(spec, assembly).phases[0].optimizer.step
+
+
+def _time_steps(step: Callable[[], object], device: torch.device, steps: int, min_seconds: float) -> list[float]:
     """Seconds per training step, after 3 untimed steps: ``steps`` of them, stopping early after 5
     once ``min_seconds`` have passed."""
     for _ in range(3):
-        trainer.training_step()
+        step()
     times: list[float] = []
     started = time.perf_counter()
     while len(times) < steps and (len(times) < min(5, steps) or time.perf_counter() - started < min_seconds):
         synchronize(device)
         tick = time.perf_counter()
-        trainer.training_step()
+        step()
         synchronize(device)
         times.append(time.perf_counter() - tick)
     return times
 
 
-def _time_full_gradient(trainer: Trainer, device: torch.device, chunk: int) -> list[float]:
+def _time_full_gradient(assembly: Assembly, chunk: int) -> list[float]:
     """Seconds for one exact gradient of the whole training rule, accumulated over chunks."""
-    setup = trainer.setup
     tick = time.perf_counter()
-    full_loss_backward(setup.physics.terms, setup.physics.solution, chunk, device, setup.dtype)
-    synchronize(device)
+    full_loss_backward(assembly.terms, assembly.trial, chunk, assembly.device, assembly.dtype)
+    synchronize(assembly.device)
     return [time.perf_counter() - tick]
 
 
-def _warm_up(problem: str, overrides: dict, device: torch.device) -> None:
+def _warm_up(spec: ProblemSpec, device: torch.device) -> None:
     """Two steps at a tiny batch, so that one-off allocations (thread pools, BLAS buffers, the
     autograd engine) happen before the baseline is read and do not count as the case's memory."""
-    tiny = load_problem(problem, {**overrides, "train.batch": 64, "train.boundary_batch": 64})
-    trainer = Trainer(build_setup(tiny, device), None, progress=False)
+    tiny = replace(spec, train=replace(spec.train, batch=64, boundary_batch=64))
+    step = training_step(tiny, assemble(tiny, device))
     for _ in range(2):
-        trainer.training_step()
+        step()
 
 
 def measure_training(problem: str, overrides: dict, device: str | None, kind: str = "step", steps: int = 20,
@@ -71,9 +77,9 @@ def measure_training(problem: str, overrides: dict, device: str | None, kind: st
     allocator = keep_freed_memory() if tune_allocator else False
     spec = load_problem(problem, overrides)
     compute = choose_device(device)
-    _warm_up(problem, overrides, compute)
-    setup = build_setup(spec, compute)
-    trainer = Trainer(setup, None, progress=False)
+    _warm_up(spec, compute)
+    assembly = assemble(spec, compute)
+    step = training_step(spec, assembly)
     gc.collect()
     synchronize(compute)
     if compute.type == "cuda":
@@ -84,26 +90,26 @@ def measure_training(problem: str, overrides: dict, device: str | None, kind: st
         release_free_memory()
         baseline = current_resident_bytes()
     if kind == "step":
-        times = _time_steps(trainer, compute, steps, min_seconds)
-        points = sum(term.batch for term in setup.physics.terms)  # per step
+        times = _time_steps(step, compute, steps, min_seconds)
+        points = sum(term.batch for term in assembly.terms)  # per step
         resident = points
     else:
-        times = _time_full_gradient(trainer, compute, chunk)
-        points = sum(term.rule.size for term in setup.physics.terms)
-        resident = min(chunk, max(term.rule.size for term in setup.physics.terms))  # points alive at once
+        times = _time_full_gradient(assembly, chunk)
+        points = sum(term.rule.size for term in assembly.terms)
+        resident = min(chunk, max(term.rule.size for term in assembly.terms))  # points alive at once
     seconds = statistics.median(times)
     peak = peak_memory_bytes(compute)
     return {
         "kind": kind, "seconds": seconds, "points_per_second": points / seconds, "repeats": len(times),
         "peak_bytes": peak, "baseline_bytes": baseline, "above_baseline_bytes": peak - baseline,
-        "bytes_per_point": (peak - baseline) / resident, "quadrature_points": setup.physics.terms[0].rule.size,
+        "bytes_per_point": (peak - baseline) / resident, "quadrature_points": assembly.terms[0].rule.size,
         "batch": resident, "device": str(compute), "allocator_tuned": allocator,
     }
 
 
 def measure_isolated(case: dict) -> dict:
     """:func:`measure_training` with keyword arguments ``case``, in a fresh Python process."""
-    done = subprocess.run([sys.executable, "-m", "vpinn.measure", json.dumps(case)], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "vpinn.measurement.engine", json.dumps(case)], capture_output=True, text=True)
     if done.returncode != 0:
         lines = (done.stderr or done.stdout).strip().splitlines()
         raise VpinnError(f"measurement of {case} failed: {lines[-1] if lines else 'no output'}")

@@ -22,11 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from vpinn.commandline import add_common_arguments, default_problem, parse_sizes, positive_count
-from vpinn.device import choose_device
+from vpinn.commands.arguments import add_common_arguments, default_problem, device_name, parse_sizes, positive_count
 from vpinn.export.plots import plot_memory
 from vpinn.export.tables import write_csv, write_markdown
-from vpinn.measure import measure
+from vpinn.measurement.engine import measure
 from vpinn.problem import ProblemSpec, load_problem
 
 DESCRIPTION = __doc__
@@ -63,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     problem = args.problem or default_problem()
     settings = dict(args.settings)
     spec = load_problem(problem, settings)
-    device = str(choose_device(args.device))
+    device = device_name(args.device)
     batches, sizes = parse_sizes(args.batch, "--batch"), parse_sizes(args.points, "--points")
     full = [] if args.full_points.strip() in ("0", "") else parse_sizes(args.full_points, "--full-points")
     chunk = args.chunk or spec.train.chunk

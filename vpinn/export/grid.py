@@ -18,7 +18,7 @@ import torch
 
 from vpinn.atomic import atomic_path
 from vpinn.geometry.maps import ParameterMap
-from vpinn.physics.base import Physics
+from vpinn.physics.base import Physics, Trial
 
 
 def grid_points(volume_map: ParameterMap, shape: tuple[int, int, int]) -> np.ndarray:
@@ -42,14 +42,14 @@ def hexahedra(shape: tuple[int, int, int]) -> np.ndarray:
     )
 
 
-def evaluate_fields(physics: Physics, points: np.ndarray, chunk: int, device, dtype) -> dict[str, np.ndarray]:
+def evaluate_fields(physics: Physics, trial: Trial, points: np.ndarray, chunk: int, device, dtype) -> dict[str, np.ndarray]:
     """Derived fields (and exact/error fields) at ``points`` (n, 3), evaluated in chunks."""
     primary = physics.primary
     pieces: dict[str, list[np.ndarray]] = {}
     with torch.no_grad():
         for start in range(0, len(points), chunk):
             x = torch.as_tensor(points[start : start + chunk], dtype=dtype, device=device)
-            fields = physics.derived(x, *physics.solution(x))
+            fields = physics.derived(x, *trial(x))
             if physics.exact is not None:
                 exact = physics.exact(x)
                 fields[f"{primary}_exact"] = physics.derived(x, *exact)[primary]

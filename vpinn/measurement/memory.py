@@ -1,4 +1,4 @@
-"""The compute device, the CPU allocator settings, and peak-memory readings.
+"""Memory readings (peak and current, CPU and CUDA) and the CPU allocator's settings.
 
 Peak memory is measured as follows (README, "Memory"):
 
@@ -19,25 +19,9 @@ from pathlib import Path
 
 import torch
 
-from vpinn.errors import VpinnError
 
 # glibc mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
-
-
-def choose_device(requested: str | None = None) -> torch.device:
-    """``requested`` ("cpu", "cuda", "cuda:1"), else CUDA when available, else the CPU."""
-    if requested is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(requested)
-    except RuntimeError:
-        raise VpinnError(f"--device: unknown device {requested!r} (use cpu or cuda)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise VpinnError(f"--device {requested}: CUDA is not available on this machine")
-    if device.type not in ("cpu", "cuda"):
-        raise VpinnError(f"--device {requested}: only cpu and cuda are supported")
-    return device
 
 
 def _libc() -> ctypes.CDLL | None:
@@ -102,9 +86,3 @@ def peak_memory_bytes(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device)
     return peak_resident_bytes()
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for queued work on ``device`` (for honest timings)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

@@ -1,0 +1,189 @@
+"""Assembly: the one place that reads a validated problem spec and builds the objects of a solve.
+
+``ProblemSpec -> Assembly``: the domain, the network (on the device, in the training dtype),
+the trial function (hard-BC ansatz around it), the physics (forms), the loss terms (each form
+on its training rule with its batch size) and their samplers, and the evaluation rule;
+:func:`build_trainer` adds the optimiser phases.  Below this module every constructor takes
+plain values (sizes, expressions, rules, tensors), never a piece of the problem-file schema.
+Nothing here reads files or trains.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from vpinn.calculus import flux_divergence
+from vpinn.evaluate import energy, relative_errors
+from vpinn.expressions import Expression
+from vpinn.fields.ansatz import HardDirichletAnsatz
+from vpinn.fields.jacobian import JACOBIAN_METHODS
+from vpinn.fields.network import Field
+from vpinn.geometry import Box, Domain, SphereOctant
+from vpinn.geometry.maps import ParameterMap
+from vpinn.physics import elasticity, poisson
+from vpinn.physics.base import Physics, Term, is_zero, on_volume_rule
+from vpinn.problem.spec import DomainSpec, ProblemSpec, RuleSpec
+from vpinn.quadrature import ConcatRule, GaussRule, MappedRule, QuadratureRule, SobolRule
+from vpinn.sampling import UniformSampler
+from vpinn.train import OPTIMIZERS, Observer, Phase, Trainer, TrainingProblem
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+#: ``[domain] type`` -> the domain object of its spec
+DOMAINS: dict[str, Callable[[DomainSpec], Domain]] = {
+    "box": lambda spec: Box(spec.lower, spec.upper),
+    "sphere_octant": lambda spec: SphereOctant(spec.inner_radius, spec.outer_radius),
+}
+
+
+@dataclass
+class Assembly:
+    """A problem ready to train: see the module docstring."""
+
+    device: torch.device
+    dtype: torch.dtype
+    domain: Domain
+    field: Field
+    trial: HardDirichletAnsatz
+    physics: Physics
+    terms: list[Term]
+    samplers: list[UniformSampler]
+    evaluation_rule: QuadratureRule
+    chunk: int
+
+    def evaluate(self, dtype: torch.dtype) -> dict:
+        """The loss functional on the evaluation rule (``energy``) and, with an exact solution,
+        the relative errors: the evaluation columns of a history row."""
+        result = {"energy": energy(on_volume_rule(self.terms, self.evaluation_rule), self.trial, self.chunk,
+                                   self.device, dtype)}
+        if self.physics.exact is not None:
+            result.update(relative_errors(self.physics, self.trial, self.evaluation_rule, self.chunk, self.device, dtype))
+        return result
+
+
+def build_domain(spec: DomainSpec) -> Domain:
+    """The domain object of ``[domain]``."""
+    return DOMAINS[spec.type](spec)
+
+
+def build_rule(spec: RuleSpec, mapping: ParameterMap) -> MappedRule:
+    """The rule described by ``spec`` on ``mapping``'s parameter box."""
+    if spec.rule == "gauss":
+        return GaussRule(mapping, spec.cells, spec.order)
+    return SobolRule(mapping, spec.points, spec.seed)
+
+
+def assemble(spec: ProblemSpec, device: torch.device) -> Assembly:
+    """Everything a solve needs, with weights initialised from ``train.seed``."""
+    domain = build_domain(spec.domain)
+    dtype = DTYPES[spec.train.dtype]
+    field = build_field(spec, domain, dtype).to(device)
+    physics = PHYSICS[spec.pde.type](spec)
+    terms = [Term(physics.energy, build_rule(spec.quadrature.training, domain.volume_map()), spec.train.batch)]
+    for form in physics.loads:
+        rule = ConcatRule([build_rule(spec.quadrature.boundary, domain.face_map(f)) for f in form.faces])
+        terms.append(Term(form, rule, spec.train.boundary_batch))
+    samplers = [UniformSampler(t.rule.size, device, spec.train.seed + 1 + k) for k, t in enumerate(terms)]
+    evaluation_rule = build_rule(spec.quadrature.evaluation, domain.volume_map())
+    return Assembly(device, dtype, domain, field, build_trial(spec, domain, field), physics, terms, samplers,
+                    evaluation_rule, spec.train.chunk)
+
+
+def build_field(spec: ProblemSpec, domain: Domain, dtype: torch.dtype) -> Field:
+    """The network of ``[model]`` for the PDE's number of components, on the CPU."""
+    model = spec.model
+    return Field(spec.pde.components, width=model.width, depth=model.depth, activation=model.activation,
+                 lower=domain.lower, upper=domain.upper, generator=torch.Generator().manual_seed(spec.train.seed),
+                 coordinates=domain.input_features() if model.domain_coordinates else None,
+                 fourier_features=model.fourier_features, fourier_scale=model.fourier_scale,
+                 output_scale=model.output_scale, jacobian=JACOBIAN_METHODS[model.derivatives], dtype=dtype)
+
+
+def build_trainer(spec: ProblemSpec, assembly: Assembly, *, save: Callable[[dict], None] | None = None,
+                  max_time: float | None = None, observer: Observer | None = None) -> Trainer:
+    """The training loop of ``[train]``: Adam on minibatches of the training rule, then (if
+    ``train.lbfgs.iterations > 0``) L-BFGS on the fixed finishing rule."""
+    train, lbfgs = spec.train, spec.train.lbfgs
+    parameters = list(assembly.field.parameters())
+    problem = TrainingProblem(parameters, assembly.trial, assembly.terms, assembly.samplers, train.chunk, assembly.device)
+    adam = OPTIMIZERS["adam"](problem, dtype=DTYPES[train.dtype], steps=train.steps, lr=train.lr, warmup=train.warmup,
+                              decay=train.decay, lr_final=train.lr_final, clip=train.clip)
+    phases = [Phase("adam", adam, train.steps, DTYPES[train.dtype], train.log_every, train.eval_every,
+                    1 - lbfgs.time_share if lbfgs.iterations else None)]
+    if lbfgs.iterations:
+        finish = build_rule(spec.quadrature.finish, assembly.domain.volume_map())
+        on_finish = TrainingProblem(parameters, assembly.trial, on_volume_rule(assembly.terms, finish), [], train.chunk,
+                                    assembly.device)
+        optimizer = OPTIMIZERS["lbfgs"](on_finish, dtype=DTYPES[lbfgs.dtype], steps=lbfgs.iterations,
+                                        history=lbfgs.history, tolerance=lbfgs.tolerance)
+        phases.append(Phase("lbfgs", optimizer, lbfgs.iterations, DTYPES[lbfgs.dtype], 1,
+                            max(1, lbfgs.iterations // 20)))
+    return Trainer(phases, assembly.field, {"samplers": assembly.samplers}, assembly.evaluate, save=save,
+                   checkpoint_every=train.checkpoint_every, max_time=max_time or train.max_time, observer=observer)
+
+
+def fingerprint(spec: ProblemSpec) -> dict[str, str]:
+    """A digest per part of the problem that gives a checkpoint its meaning (domain, PDE and
+    data, boundary conditions, exact solution, training rules, model, dtypes, seed); a resumed
+    run must match every one."""
+    quadrature = spec.quadrature
+    parts = {
+        "[domain]": spec.domain, "[pde]": spec.pde, "[[bc]]": spec.bc, "[exact]": spec.exact,
+        "training rule ([quadrature])": (quadrature.training, quadrature.boundary, quadrature.finish),
+        "[model]": spec.model,
+        "train.dtype, train.lbfgs.dtype or train.seed": (spec.train.dtype, spec.train.lbfgs.dtype, spec.train.seed),
+    }
+    return {name: hashlib.sha256(repr(value).encode()).hexdigest()[:16] for name, value in parts.items()}
+
+
+# ---------------------------------------------------------------------------- physics and trial
+def _poisson(spec: ProblemSpec) -> Physics:
+    pde, exact = spec.pde, spec.exact.u if spec.exact is not None else None
+    source = -flux_divergence(pde.coefficient, exact) if pde.source == "auto" else pde.source
+    fluxes = [(f"flux{i}", bc.faces_on(spec.domain),
+               poisson.exact_flux(pde.coefficient, exact) if bc.value == "auto" else poisson.given_flux(bc.value))
+              for i, bc in enumerate(spec.bc) if bc.type == "neumann"]
+    return poisson.physics(source, pde.coefficient, fluxes, exact)
+
+
+def _elasticity(spec: ProblemSpec) -> Physics:
+    pde, exact = spec.pde, spec.exact.components if spec.exact is not None else None
+    lam, mu = pde.lame
+    body = elasticity.body_force_expressions(exact, lam, mu) if pde.body_force == "auto" else pde.body_force
+    tractions = [(f"traction{i}", bc.faces_on(spec.domain),
+                  elasticity.exact_traction(exact, lam, mu) if bc.value == "auto" else elasticity.given_traction(bc.value))
+                 for i, bc in enumerate(spec.bc) if bc.type == "traction" and (bc.value == "auto" or not is_zero(bc.value))]
+    return elasticity.physics(lam, mu, None if is_zero(body) else body, tractions, exact)
+
+
+#: pde type -> its physics from the spec
+PHYSICS: dict[str, Callable[[ProblemSpec], Physics]] = {"poisson": _poisson, "elasticity": _elasticity}
+
+
+def constrained_faces(spec: ProblemSpec) -> list[tuple[str, ...]]:
+    """Per solution component, the faces where the ansatz fixes it: Dirichlet or clamped faces,
+    and roller planes normal to that component's axis."""
+    value_faces = tuple(f for bc in spec.bc if bc.type in ("dirichlet", "clamp") for f in bc.faces_on(spec.domain))
+    rollers = tuple(f for bc in spec.bc if bc.type == "roller" for f in bc.faces_on(spec.domain))
+    return [value_faces + tuple(f for f in rollers if spec.domain.planes[f] == axis) for axis in range(spec.pde.components)]
+
+
+def lifts(spec: ProblemSpec) -> list[Expression | None]:
+    """The lift ``g`` of ``u = g + d*N``, one expression per component (None where zero), from the
+    value conditions (all share one value, checked on loading; ``"auto"``: [exact])."""
+    entries = [bc for bc in spec.bc if bc.type in ("dirichlet", "clamp")]
+    if not entries:
+        return [None] * spec.pde.components
+    value = entries[0].value
+    data = spec.exact.components if value == "auto" else value if isinstance(value, tuple) else (value,)
+    return [None if is_zero([g]) else g for g in data]
+
+
+def build_trial(spec: ProblemSpec, domain: Domain, field: Field) -> HardDirichletAnsatz:
+    """``u_k = g_k + d_k N_k`` with ``d_k`` vanishing on the faces that constrain component k."""
+    distances = [domain.distance(faces) if faces else None for faces in constrained_faces(spec)]
+    return HardDirichletAnsatz(field, distances, lifts(spec))

@@ -1,0 +1,73 @@
+"""Optimisers: one file each, one small protocol, one registry.
+
+An optimiser is built once per training phase from the :class:`TrainingProblem` (the shared
+parameters, the trial function, the loss terms and their samplers) and its own keyword options;
+:meth:`Optimizer.step` does one update of the parameters and returns a :class:`StepReport`;
+``state_dict`` / ``load_state_dict`` carry its state through checkpoints.  Adding an optimiser is
+one new file and one entry in :data:`OPTIMIZERS`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import torch
+
+from vpinn.physics.base import Term, Trial
+from vpinn.sampling import UniformSampler
+
+
+@dataclass(frozen=True)
+class TrainingProblem:
+    """What an optimiser may use: the parameters it updates, the trial function they define,
+    the loss terms (each with its training rule and batch size), one sampler per term, the
+    chunk size of exact full-rule sums, and the compute device."""
+
+    parameters: list[torch.Tensor]
+    trial: Trial
+    terms: list[Term]
+    samplers: list[UniformSampler]
+    chunk: int
+    device: torch.device
+
+
+@dataclass
+class StepReport:
+    """What one step did.  ``loss`` and ``grad_norm`` may stay on the device (tensors): the loop
+    reads them back only when it logs.  ``points`` is the number of volume points the step's
+    estimate used, ``epochs`` the passes over the training rule so far (NaN if none)."""
+
+    loss: torch.Tensor | float
+    grad_norm: torch.Tensor | float
+    lr: float
+    points: int
+    epochs: float = float("nan")
+    parts: dict[str, torch.Tensor] = field(default_factory=dict)
+    converged: bool = False
+
+
+class Optimizer(Protocol):
+    """One phase's update rule (see the module docstring)."""
+
+    def step(self) -> StepReport:
+        """One update of the parameters."""
+
+    def state_dict(self) -> dict:
+        """The optimiser's state, for checkpoints."""
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from a state of :meth:`state_dict`."""
+
+
+def _registry() -> dict[str, Callable[..., Optimizer]]:
+    from vpinn.train.optimizers.adam import Adam
+    from vpinn.train.optimizers.lbfgs import Lbfgs
+
+    return {"adam": Adam, "lbfgs": Lbfgs}
+
+
+#: optimiser name -> class, called as ``cls(problem, dtype=..., steps=..., **options)``
+OPTIMIZERS: dict[str, Callable[..., Optimizer]] = _registry()
+
+__all__ = ["OPTIMIZERS", "Optimizer", "StepReport", "TrainingProblem"]
