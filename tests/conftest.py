@@ -70,8 +70,10 @@ def error_of(text: str) -> ProblemFileError:
 
 
 def assembled(problem, overrides: dict | None = None, dtype: str = "float64") -> tuple[ProblemSpec, Assembly]:
-    """The spec and assembly of a problem file (CPU; float64 unless asked otherwise)."""
-    spec = load_problem(problem, {"train.dtype": dtype, **(overrides or {})})
+    """The spec and assembly of a problem file (CPU; the network in float64 unless asked otherwise)."""
+    spec = load_problem(problem, overrides)
+    key = "train.phase[0].dtype" if spec.train.phase else "train.dtype"
+    spec = load_problem(problem, {**(overrides or {}), key: dtype})
     return spec, assemble(spec, torch.device("cpu"))
 
 

@@ -78,9 +78,10 @@ def build_rule(spec: RuleSpec, mapping: ParameterMap) -> MappedRule:
 
 
 def assemble(spec: ProblemSpec, device: torch.device) -> Assembly:
-    """Everything a solve needs, with weights initialised from ``train.seed``."""
+    """Everything a solve needs, with weights initialised from ``train.seed`` (in the first
+    phase's dtype)."""
     domain = build_domain(spec.domain)
-    dtype = DTYPES[spec.train.dtype]
+    dtype = DTYPES[spec.train.phases[0].dtype]
     field = build_field(spec, domain, dtype).to(device)
     physics = PHYSICS[spec.pde.type](spec)
     terms = [Term(physics.energy, build_rule(spec.quadrature.training, domain.volume_map()), spec.train.batch)]
@@ -105,37 +106,41 @@ def build_field(spec: ProblemSpec, domain: Domain, dtype: torch.dtype) -> Field:
 
 def build_trainer(spec: ProblemSpec, assembly: Assembly, *, save: Callable[[dict], None] | None = None,
                   max_time: float | None = None, observer: Observer | None = None) -> Trainer:
-    """The training loop of ``[train]``: Adam on minibatches of the training rule, then (if
-    ``train.lbfgs.iterations > 0``) L-BFGS on the fixed finishing rule."""
-    train, lbfgs = spec.train, spec.train.lbfgs
+    """The training loop of ``[train]``: one :class:`~vpinn.train.loop.Phase` per entry of its
+    schedule (:attr:`~vpinn.problem.spec.TrainSpec.phases`), each optimiser built from the
+    registry with the phase's own options."""
+    train = spec.train
     parameters = list(assembly.field.parameters())
     problem = TrainingProblem(parameters, assembly.trial, assembly.terms, assembly.samplers, train.chunk, assembly.device)
-    adam = OPTIMIZERS["adam"](problem, dtype=DTYPES[train.dtype], steps=train.steps, lr=train.lr, warmup=train.warmup,
-                              decay=train.decay, lr_final=train.lr_final, clip=train.clip)
-    phases = [Phase("adam", adam, train.steps, DTYPES[train.dtype], train.log_every, train.eval_every,
-                    1 - lbfgs.time_share if lbfgs.iterations else None)]
-    if lbfgs.iterations:
-        finish = build_rule(spec.quadrature.finish, assembly.domain.volume_map())
-        on_finish = TrainingProblem(parameters, assembly.trial, on_volume_rule(assembly.terms, finish), [], train.chunk,
-                                    assembly.device)
-        optimizer = OPTIMIZERS["lbfgs"](on_finish, dtype=DTYPES[lbfgs.dtype], steps=lbfgs.iterations,
-                                        history=lbfgs.history, tolerance=lbfgs.tolerance)
-        phases.append(Phase("lbfgs", optimizer, lbfgs.iterations, DTYPES[lbfgs.dtype], 1,
-                            max(1, lbfgs.iterations // 20)))
+    finish = build_rule(spec.quadrature.finish, assembly.domain.volume_map())
+    phases = []
+    for phase in train.phases:
+        on_rule, options = problem, phase.options()
+        if getattr(phase, "rule", "training") == "finish":
+            on_rule = TrainingProblem(parameters, assembly.trial, on_volume_rule(assembly.terms, finish), [],
+                                      train.chunk, assembly.device)
+        if getattr(phase, "gram_rule", "training") == "finish":
+            options["gram_rule"] = finish
+        optimizer = OPTIMIZERS[phase.optimizer](on_rule, dtype=DTYPES[phase.dtype], steps=phase.steps, **options)
+        minibatch = phase.optimizer == "adam"
+        phases.append(Phase(phase.optimizer, optimizer, phase.steps, DTYPES[phase.dtype],
+                            train.log_every if minibatch else 1,
+                            phase.eval_every or (train.eval_every if minibatch else 10), phase.time_share or None))
     return Trainer(phases, assembly.field, {"samplers": assembly.samplers}, assembly.evaluate, save=save,
                    checkpoint_every=train.checkpoint_every, max_time=max_time or train.max_time, observer=observer)
 
 
 def fingerprint(spec: ProblemSpec) -> dict[str, str]:
     """A digest per part of the problem that gives a checkpoint its meaning (domain, PDE and
-    data, boundary conditions, exact solution, training rules, model, dtypes, seed); a resumed
-    run must match every one."""
+    data, boundary conditions, exact solution, training rules, model, the schedule's optimisers
+    and dtypes, seed); a resumed run must match every one."""
     quadrature = spec.quadrature
     parts = {
         "[domain]": spec.domain, "[pde]": spec.pde, "[[bc]]": spec.bc, "[exact]": spec.exact,
         "training rule ([quadrature])": (quadrature.training, quadrature.boundary, quadrature.finish),
         "[model]": spec.model,
-        "train.dtype, train.lbfgs.dtype or train.seed": (spec.train.dtype, spec.train.lbfgs.dtype, spec.train.seed),
+        "training schedule (optimisers and dtypes) or train.seed":
+            (tuple((p.optimizer, p.dtype) for p in spec.train.phases), spec.train.seed),
     }
     return {name: hashlib.sha256(repr(value).encode()).hexdigest()[:16] for name, value in parts.items()}
 

@@ -147,6 +147,7 @@ def _finish(spec: ProblemSpec, assembly: Assembly, result: TrainResult, dtype: t
         **errors,
         "exact_energy": exact_energy,
         "steps": result.steps,
+        "phase_seconds": [round(t, 3) for t in result.phase_seconds],
         "train_seconds": round(result.seconds, 3),
         "wall_seconds": round(time.perf_counter() - started, 3),
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),

@@ -8,7 +8,7 @@
   (for a box the middle z-slice), drawn in that layer's own plane.
 * ``profile.png``: fields along a domain's profile line (e.g. a radius), computed against exact.
 Each is written atomically; in the history plots a vertical line marks the switch from Adam to
-L-BFGS.
+the next phase (e.g. from Adam to ENGD).
 """
 
 from __future__ import annotations
@@ -39,9 +39,10 @@ def _column(rows: Sequence[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _mark_phases(axes, rows: Sequence[dict]) -> None:
-    switch = next((r["step"] for r in rows if r["phase"] == "lbfgs"), None)
-    if switch is not None:
-        axes.axvline(switch, color="0.6", linestyle=":", linewidth=1, label="L-BFGS starts")
+    """A dotted vertical line where each phase after the first begins."""
+    for before, row in zip(rows, rows[1:]):
+        if row["phase"] != before["phase"]:
+            axes.axvline(before["step"], color="0.6", linestyle=":", linewidth=1, label=f"{row['phase']} starts")
 
 
 def plot_loss(path: str | Path, rows: Sequence[dict], exact_energy: float | None) -> None:
@@ -169,6 +170,22 @@ def plot_profile(path: str | Path, label: str, coordinate: np.ndarray,
         axes.set_xlabel(label)
         axes.grid(True, alpha=0.3)
         axes.legend(fontsize=8)
+    _save(figure, path)
+
+
+def plot_error_against_time(path: str | Path, curves: dict[str, list[tuple[float, float]]], title: str) -> None:
+    """``compare.png``: the relative L2 error against training seconds, one line per setting."""
+    figure = Figure(figsize=(6.5, 4.2))
+    axes = figure.subplots()
+    for name, points in curves.items():
+        if points:
+            seconds, errors = zip(*points)
+            axes.semilogy(seconds, errors, marker="o", markersize=2.5, linewidth=1.2, label=name)
+    axes.set_xlabel("training time (s)")
+    axes.set_ylabel("relative L2 error")
+    axes.set_title(title, fontsize=10)
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend()
     _save(figure, path)
 
 

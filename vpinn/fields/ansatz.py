@@ -14,6 +14,7 @@ import torch
 
 from vpinn.calculus import value_and_gradient
 from vpinn.fields.network import Field
+from vpinn.fields.parameter_jacobian import parameter_jacobian_rows
 
 Tensor = torch.Tensor
 DistanceFunction = Callable[[Tensor], tuple[Tensor, Tensor]]
@@ -76,3 +77,24 @@ class HardDirichletAnsatz:
         u = d * self.field(x)
         g, _ = self._lift(x, with_gradient=False)
         return u if g is None else u + g
+
+    def parameters(self) -> list[Tensor]:
+        """The trainable parameters, in the column order of :meth:`parameter_jacobian`."""
+        return self.field.flat_parameters()
+
+    def parameter_jacobian(self, x: Tensor) -> Tensor:
+        """``d(u, grad u)/dtheta`` (b, 4m, P) at ``x`` (b, 3): row k < m is ``du_k/dtheta``, row
+        ``m + 3k + j`` is ``d(du_k/dx_j)/dtheta``; columns follow :meth:`parameters`.
+
+        From the network's rows (:func:`~vpinn.fields.parameter_jacobian.parameter_jacobian_rows`)
+        by the product rule of ``u_k = g_k + s d_k N_k`` (the lift does not depend on theta):
+        ``du_k = s d_k dN_k`` and ``d(du_k/dx_j) = s (dd_k/dx_j dN_k + d_k d(dN_k/dx_j))``,
+        computed in place in the one buffer.
+        """
+        rows = parameter_jacobian_rows(self.field, x)
+        b, m = x.shape[0], len(self.distances)
+        d, grad_d = self._factors(x)
+        value, grad = rows[:, :m], rows[:, m:].view(b, m, 3, -1)
+        grad.mul_(d[:, :, None, None]).addcmul_(grad_d[..., None], value[:, :, None, :])
+        value.mul_(d[..., None])
+        return rows.mul_(self.field.output_scale)

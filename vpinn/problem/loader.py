@@ -6,6 +6,7 @@ Every mistake becomes one :class:`~vpinn.errors.ProblemFileError` of the form
 
 from __future__ import annotations
 
+import copy
 import re
 import tomllib
 import warnings
@@ -49,7 +50,7 @@ def parse_problem(text: str, source: str = "<problem>", overrides: dict[str, obj
         raise ProblemFileError(source, reason, line=int(where.group(1)) if where else None) from None
     try:
         for key, value in (overrides or {}).items():
-            _set_dotted(data, key, value)
+            _set_dotted(data, key, copy.deepcopy(value))  # later overrides must not edit the caller's values
         constants = schema.build(dict, data.get("constants", {}), key="constants")
         _check_constant_names(constants)
         spec = schema.build(ProblemSpec, data, constants)

@@ -8,7 +8,7 @@ a value outside a ``Literal`` set, or an invalid expression.
 
 Supported annotations: ``bool int float str``, ``dict`` (a table of named numbers), ``Literal[...]``, ``tuple[T, ...]`` and fixed
 ``tuple[T, T, T]``, nested dataclasses, unions of dataclasses told apart by their ``type`` field
-(each ``Literal`` value of a class's ``type`` selects it), :class:`~vpinn.expressions.Expression`
+(each ``Literal`` value of a class's first field, ``type`` or ``optimizer``, selects it), :class:`~vpinn.expressions.Expression`
 (text compiled with the file's constants), unions with a ``Literal`` keyword such as ``"auto"``,
 and unions of a scalar with a list (``Expression | tuple[Expression, ...]``: a list selects the
 tuple) -- all optionally ``| None`` (absent means None).
@@ -158,16 +158,18 @@ def _convert_union(options: tuple, value: Any, key: str, constants: Mapping[str,
 
 
 def _convert_tagged(tables: list[type], value: Any, key: str, constants: Mapping[str, float]) -> Any:
-    """A union of tables told apart by their ``type`` field."""
+    """A union of tables told apart by their first field (``type``, or ``optimizer`` for a
+    training phase), a ``Literal`` naming each class."""
     if not isinstance(value, dict):
         raise SpecError(key, f"must be a table, not {value!r}")
-    by_tag = {tag: t for t in tables for tag in typing.get_args(typing.get_type_hints(t)["type"])}
+    tag_key = dataclasses.fields(tables[0])[0].name
+    by_tag = {tag: t for t in tables for tag in typing.get_args(typing.get_type_hints(t)[tag_key])}
     default = dataclasses.fields(tables[0])[0].default
-    if "type" not in value and default is dataclasses.MISSING:
-        raise SpecError(f"{key}.type", f"required key is missing (one of {', '.join(map(repr, by_tag))})")
-    tag = value.get("type", default)
+    if tag_key not in value and default is dataclasses.MISSING:
+        raise SpecError(f"{key}.{tag_key}", f"required key is missing (one of {', '.join(map(repr, by_tag))})")
+    tag = value.get(tag_key, default)
     if tag not in by_tag:
-        raise SpecError(f"{key}.type", f"must be one of {', '.join(map(repr, by_tag))}, not {tag!r}{suggest(tag, by_tag)}")
+        raise SpecError(f"{key}.{tag_key}", f"must be one of {', '.join(map(repr, by_tag))}, not {tag!r}{suggest(tag, by_tag)}")
     return _build_dataclass(by_tag[tag], value, key, constants)
 
 

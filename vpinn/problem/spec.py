@@ -322,6 +322,141 @@ class ModelSpec:
         _positive("output_scale", self.output_scale)
 
 
+Dtype = Literal["float32", "float64"]
+
+
+def _check_phase(steps: int, time_share: float, eval_every: int) -> None:
+    if steps < 0:
+        raise SpecError("steps", f"must not be negative, not {steps}")
+    if not 0 <= time_share < 1:
+        raise SpecError("time_share", f"must be 0 (what is left) or between 0 and 1, not {time_share}")
+    if eval_every < 0:
+        raise SpecError("eval_every", f"must be 0 (train.eval_every) or positive, not {eval_every}")
+
+
+@dataclass(frozen=True)
+class AdamPhase:
+    """``[[train.phase]] optimizer = "adam"``: Adam on minibatches of the training rule, with
+    warmup then decay of the learning rate and optional gradient clipping.
+
+    Every phase has ``steps``, ``dtype``, ``time_share`` (the fraction of the time budget it may
+    use; 0: until the end of the budget) and ``eval_every`` (0: ``train.eval_every``).
+    """
+
+    optimizer: Literal["adam"]
+    steps: int = 2000
+    lr: float = 1e-3
+    warmup: int = 100
+    decay: Literal["cosine", "exponential", "constant"] = "cosine"
+    lr_final: float = 1e-5
+    clip: float = 0.0
+    dtype: Dtype = "float32"
+    time_share: float = 0.0
+    eval_every: int = 0
+
+    def __post_init__(self) -> None:
+        _check_phase(self.steps, self.time_share, self.eval_every)
+        _positive("lr", self.lr)
+        _positive("lr_final", self.lr_final)
+        if self.warmup < 0:
+            raise SpecError("warmup", f"must not be negative, not {self.warmup}")
+        if self.clip < 0:
+            raise SpecError("clip", f"must be 0 (off) or a positive gradient-norm bound, not {self.clip}")
+
+    def options(self) -> dict:
+        return {"lr": self.lr, "warmup": self.warmup, "decay": self.decay, "lr_final": self.lr_final, "clip": self.clip}
+
+
+@dataclass(frozen=True)
+class LbfgsPhase:
+    """``[[train.phase]] optimizer = "lbfgs"``: full-batch L-BFGS with a strong-Wolfe line search on
+    a fixed rule (``rule = "finish"``: ``[quadrature.finish]``; ``"training"``: the training rule),
+    exact gradients summed in chunks; it ends early when the loss changes by less than
+    ``tolerance`` (relative) three iterations in a row."""
+
+    optimizer: Literal["lbfgs"]
+    steps: int = 1000
+    history: int = 50
+    tolerance: float = 1e-12
+    rule: Literal["finish", "training"] = "finish"
+    dtype: Dtype = "float64"
+    time_share: float = 0.0
+    eval_every: int = 0
+
+    def __post_init__(self) -> None:
+        _check_phase(self.steps, self.time_share, self.eval_every)
+        _at_least(1, "history", self.history)
+
+    def options(self) -> dict:
+        return {"history": self.history, "tolerance": self.tolerance}
+
+
+@dataclass(frozen=True)
+class EngdPhase:
+    """``[[train.phase]] optimizer = "engd"``: energy natural gradient steps (see
+    :mod:`vpinn.train.optimizers.engd`): the gradient exact over the training rule
+    (``gradient_points = 0``) or a minibatch of that many points; the Gram matrix over the small
+    auxiliary rule ``[quadrature.finish]`` (``gram_rule = "finish"``) or on ``gram_points``
+    points sampled from the training rule (``"training"``); relative ``damping``; a dense or
+    Woodbury ``solver``."""
+
+    optimizer: Literal["engd"]
+    steps: int = 500
+    gram_points: int = 4096
+    gradient_points: int = 0
+    damping: float = 1e-6
+    solver: Literal["auto", "dense", "woodbury"] = "auto"
+    gram_rule: Literal["finish", "training"] = "finish"
+    dtype: Dtype = "float64"
+    time_share: float = 0.0
+    eval_every: int = 0
+
+    def __post_init__(self) -> None:
+        _check_phase(self.steps, self.time_share, self.eval_every)
+        _at_least(1, "gram_points", self.gram_points)
+        if self.gradient_points < 0:
+            raise SpecError("gradient_points", f"must be 0 (exact) or positive, not {self.gradient_points}")
+        if self.damping < 0 or (self.solver == "woodbury" and self.damping == 0):
+            raise SpecError("damping", f"must be non-negative (positive for the Woodbury solver), not {self.damping}")
+
+    def options(self) -> dict:
+        return {"gram_points": self.gram_points, "gradient_points": self.gradient_points, "damping": self.damping,
+                "solver": self.solver}
+
+
+@dataclass(frozen=True)
+class MsqnPhase:
+    """``[[train.phase]] optimizer = "msqn"``: the stochastic multi-secant quasi-Newton step (see
+    :mod:`vpinn.train.optimizers.msqn`) from the last ``memory`` secant pairs, each measured on
+    one minibatch of ``batch`` points (0: exact gradients of the whole rule), step ``lr``,
+    relative ``regularisation`` of the least-squares fit."""
+
+    optimizer: Literal["msqn"]
+    steps: int = 1000
+    batch: int = 0
+    memory: int = 10
+    lr: float = 1.0
+    regularisation: float = 1e-6
+    dtype: Dtype = "float64"
+    time_share: float = 0.0
+    eval_every: int = 0
+
+    def __post_init__(self) -> None:
+        _check_phase(self.steps, self.time_share, self.eval_every)
+        _at_least(1, "memory", self.memory)
+        if self.batch < 0:
+            raise SpecError("batch", f"must be 0 (exact) or positive, not {self.batch}")
+        _positive("lr", self.lr)
+        if self.regularisation < 0:
+            raise SpecError("regularisation", f"must not be negative, not {self.regularisation}")
+
+    def options(self) -> dict:
+        return {"batch": self.batch, "memory": self.memory, "lr": self.lr, "regularisation": self.regularisation}
+
+
+PhaseSpec = AdamPhase | LbfgsPhase | EngdPhase | MsqnPhase
+
+
 @dataclass(frozen=True)
 class LbfgsSpec:
     """``[train.lbfgs]``: the optional full-batch L-BFGS finishing phase on ``quadrature.finish``.
@@ -347,7 +482,9 @@ class LbfgsSpec:
 
 @dataclass(frozen=True)
 class TrainSpec:
-    """``[train]``: Adam on minibatches, warmup then decay of the learning rate, clipping.
+    """``[train]``: the batch sizes, seed, budget, logging and chunk size of a run, and its
+    schedule: ``[[train.phase]]`` entries (optimisers in turn), or the short form ``steps, lr,
+    warmup, decay, lr_final, clip`` (Adam) plus ``[train.lbfgs]`` (see :attr:`phases`).
 
     ``memory_limit`` (e.g. ``"2GiB"``) replaces ``batch`` by the largest batch whose training
     steps fit in that much memory above the process's idle baseline (see :mod:`vpinn.budget`).
@@ -370,6 +507,7 @@ class TrainSpec:
     chunk: int = 65536
     memory_limit: str = ""
     lbfgs: LbfgsSpec = LbfgsSpec()
+    phase: tuple[PhaseSpec, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("batch", "boundary_batch", "log_every", "eval_every", "checkpoint_every", "chunk"):
@@ -388,6 +526,21 @@ class TrainSpec:
                 _positive("memory_limit", parse_bytes(self.memory_limit))
             except ValueError as err:
                 raise SpecError("memory_limit", str(err)) from None
+
+    @property
+    def phases(self) -> tuple[PhaseSpec, ...]:
+        """The training schedule: the ``[[train.phase]]`` entries, or, for a file without them,
+        Adam as ``steps, lr, warmup, decay, lr_final, clip, dtype`` say, then L-BFGS on the
+        finishing rule if ``[train.lbfgs] iterations > 0``."""
+        if self.phase:
+            return self.phase
+        adam = AdamPhase("adam", self.steps, self.lr, self.warmup, self.decay, self.lr_final, self.clip, self.dtype,
+                         1 - self.lbfgs.time_share if self.lbfgs.iterations else 0.0)
+        if not self.lbfgs.iterations:
+            return (adam,)
+        lbfgs = self.lbfgs
+        return adam, LbfgsPhase("lbfgs", lbfgs.iterations, lbfgs.history, lbfgs.tolerance, "finish", lbfgs.dtype,
+                                eval_every=max(1, lbfgs.iterations // 20))
 
     @property
     def memory_limit_bytes(self) -> int | None:

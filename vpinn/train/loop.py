@@ -58,6 +58,7 @@ class TrainResult:
     status: str
     steps: dict[str, int]
     seconds: float
+    phase_seconds: list[float] = field(default_factory=list)
     history: list[dict] = field(default_factory=list)
 
 
@@ -76,7 +77,7 @@ class Trainer:
         self.save, self.checkpoint_every, self.max_time = save, checkpoint_every, max_time or None
         self.observer = observer or Observer()
         self.dtype = phases[0].dtype
-        self.current, self.done = 0, [0] * len(phases)
+        self.current, self.done, self.phase_seconds = 0, [0] * len(phases), [0.0] * len(phases)
         self.history: list[dict] = []
         self.seconds_before, self._start = 0.0, time.perf_counter()
         self.saved_once = False
@@ -101,7 +102,8 @@ class Trainer:
             self.current += 1
         self._checkpoint()
         status = next((e for e in ("interrupted", "time limit", "converged") if e in events), "completed")
-        return TrainResult(status, {p.name: n for p, n in zip(self.phases, self.done)}, self.elapsed(), self.history)
+        return TrainResult(status, {p.name: n for p, n in zip(self.phases, self.done)}, self.elapsed(),
+                           list(self.phase_seconds), self.history)
 
     def _deadline(self, index: int) -> float | None:
         if self.max_time is None:
@@ -111,7 +113,7 @@ class Trainer:
         return self._start + self.max_time * share
 
     def _run_phase(self, phase: Phase, deadline: float | None) -> str:
-        index, reason, pending = self.current, "completed", []
+        index, reason, pending, started = self.current, "completed", [], time.perf_counter()
         if self.dtype != phase.dtype:
             self.network.to(dtype=phase.dtype)
             self.dtype = phase.dtype
@@ -138,6 +140,7 @@ class Trainer:
             elif self.history and "energy" not in self.history[-1]:
                 self.history[-1].update(self.evaluate(self.dtype))
         finally:
+            self.phase_seconds[index] += time.perf_counter() - started
             self.observer.phase_ended()
         return reason
 
@@ -167,7 +170,8 @@ class Trainer:
             self.saved_once = True
 
     def state_dict(self) -> dict:
-        return {"current": self.current, "done": list(self.done), "seconds": self.elapsed(), "history": self.history,
+        return {"current": self.current, "done": list(self.done), "seconds": self.elapsed(),
+                "phase_seconds": list(self.phase_seconds), "history": self.history,
                 "dtype": str(self.dtype).removeprefix("torch."), "model": self.network.state_dict(),
                 "optimizers": [p.optimizer.state_dict() for p in self.phases],
                 **{name: [s.state_dict() for s in objects] for name, objects in self.stateful.items()}}
@@ -184,3 +188,4 @@ class Trainer:
         # A finished run resumes in its last phase, which goes on if its step count was raised.
         self.current, self.done = min(int(state["current"]), len(self.phases) - 1), [int(n) for n in state["done"]]
         self.history, self.seconds_before = list(state["history"]), float(state["seconds"])
+        self.phase_seconds = [float(t) for t in state["phase_seconds"]]

@@ -62,9 +62,11 @@ class Optimizer(Protocol):
 
 def _registry() -> dict[str, Callable[..., Optimizer]]:
     from vpinn.train.optimizers.adam import Adam
+    from vpinn.train.optimizers.engd import Engd
     from vpinn.train.optimizers.lbfgs import Lbfgs
+    from vpinn.train.optimizers.msqn import Msqn
 
-    return {"adam": Adam, "lbfgs": Lbfgs}
+    return {"adam": Adam, "lbfgs": Lbfgs, "engd": Engd, "msqn": Msqn}
 
 
 #: optimiser name -> class, called as ``cls(problem, dtype=..., steps=..., **options)``

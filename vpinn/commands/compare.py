@@ -1,0 +1,129 @@
+"""``run.py compare``: optimisers side by side on one problem, each in a fresh process under the
+same wall-time budget.
+
+Each setting is a '+'-separated list of optimisers run in turn (``adam+lbfgs``, ``engd``,
+``msqn``, ...).  Every setting starts with the problem file's own first Adam phase (the same warm
+start for all), then runs its other optimisers until the budget ends:
+
+* ``adam``   more Adam steps at the first phase's final learning rate;
+* ``lbfgs``  L-BFGS on the exact loss of the whole training rule;
+* ``engd``   the file's ENGD phase if it has one, else ENGD's defaults;
+* ``msqn``   multi-secant quasi-Newton steps on exact gradients of the whole training rule.
+
+The table (final errors, steps, seconds per step of the last phase, peak memory) goes to
+``results/<name>/compare/compare.{csv,md}`` and one plot of the relative L2 error against wall
+time to ``compare.png``; each run's own results stay in ``compare/<setting>/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from vpinn.commands.arguments import add_common_arguments, default_problem, positive_seconds
+from vpinn.errors import VpinnError
+from vpinn.export.plots import plot_error_against_time
+from vpinn.export.tables import write_csv, write_markdown
+from vpinn.problem import ProblemSpec, load_problem
+from vpinn.problem.spec import AdamPhase
+
+DESCRIPTION = __doc__
+COLUMNS = [("setting", "setting", ""), ("rel_l2", "rel. L2", ".3e"), ("rel_h1", "H1-semi", ".3e"),
+           ("rel_energy", "energy norm", ".3e"), ("steps", "steps", ""), ("train_seconds", "train s", ".1f"),
+           ("seconds_per_step", "s/step (last phase)", ".3f"), ("peak_MiB", "peak MiB", ".0f")]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_common_arguments(parser)
+    parser.add_argument("--optimizers", default="adam+lbfgs,engd,msqn",
+                        help="settings, comma-separated, each optimisers joined by '+' (default: adam+lbfgs,engd,msqn)")
+    parser.add_argument("--max-time", type=positive_seconds, metavar="SECONDS",
+                        help="wall-clock budget of each setting's training (default: train.max_time, else 120)")
+
+
+def _inline(value) -> str:
+    """``value`` (dicts, lists, strings, numbers) as TOML inline text, for ``--set``."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{key} = {_inline(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_inline(item) for item in value) + "]"
+    return json.dumps(value) if isinstance(value, str) else repr(value).lower() if isinstance(value, bool) else repr(value)
+
+
+def _warm_start(spec: ProblemSpec) -> AdamPhase:
+    first = spec.train.phases[0]
+    if not isinstance(first, AdamPhase):
+        raise VpinnError(f"compare: {spec.name}'s first training phase is {first.optimizer}, not the Adam warm start")
+    return first
+
+
+def schedule(spec: ProblemSpec, setting: str) -> list[dict]:
+    """The phases (as problem-file tables) of one setting; see the module docstring."""
+    adam = _warm_start(spec)
+    start = {"optimizer": "adam", "steps": adam.steps, "lr": adam.lr, "warmup": adam.warmup, "decay": adam.decay,
+             "lr_final": adam.lr_final, "clip": adam.clip, "dtype": adam.dtype}
+    engd = next((p for p in spec.train.phases if p.optimizer == "engd"), None)
+    after = {
+        "adam": {"optimizer": "adam", "lr": adam.lr_final, "warmup": 0, "decay": "constant", "dtype": adam.dtype},
+        "lbfgs": {"optimizer": "lbfgs", "rule": "training"},
+        "engd": {"optimizer": "engd", **(engd.options() if engd else {})},
+        "msqn": {"optimizer": "msqn"},
+    }
+    phases = [start]
+    for name in setting.split("+"):
+        if name not in after:
+            raise VpinnError(f"--optimizers: unknown optimiser {name!r} in {setting!r} (choose from {', '.join(after)})")
+        phases.append({**after[name], "steps": 10**6})
+    if setting.split("+")[0] == "adam" and len(phases) > 2:  # "adam+x": the warm start is the Adam part
+        phases.pop(1)
+    return phases
+
+
+def _run_setting(problem: str, settings: dict, phases: list[dict], out: Path, budget: float) -> dict:
+    overrides = [item for key, value in {**settings, "train.phase": phases}.items()
+                 for item in ("--set", f"{key}={_inline(value)}")]
+    command = [sys.executable, "-m", "vpinn.commands", "solve", problem, "--quiet", "--out", str(out),
+               "--max-time", repr(budget), *overrides]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        raise VpinnError(f"compare: the run in {out} failed: {lines[-1] if lines else 'no output'}")
+    summary = json.loads((out / "summary.json").read_text())
+    with open(out / "history.csv") as handle:
+        history = [row for row in csv.DictReader(handle) if row.get("rel_l2")]
+    return {"summary": summary, "curve": [(float(r["elapsed_s"]), float(r["rel_l2"])) for r in history]}
+
+
+def run(args: argparse.Namespace) -> int:
+    problem = args.problem or default_problem()
+    settings = dict(args.settings)
+    spec = load_problem(problem, settings)
+    budget = args.max_time or spec.train.max_time or 120.0
+    out = Path(args.out) if args.out else spec.output_path() / "compare"
+    names = [name.strip() for name in args.optimizers.split(",") if name.strip()]
+    plans = {name: schedule(spec, name) for name in names}  # every setting checked before any run
+    print(f"{spec.name}: {len(names)} settings, {budget:g} s of training each, each in a fresh process")
+    rows, curves = [], {}
+    for name, phases in plans.items():
+        result = _run_setting(problem, settings, phases, out / name.replace("+", "_"), budget)
+        summary = result["summary"]
+        last = [p["optimizer"] for p in phases][-1]
+        last_steps = list(summary["steps"].values())[-1] or 1
+        row = {"setting": name, **{k: summary.get(k) for k in ("rel_l2", "rel_h1", "rel_energy", "train_seconds")},
+               "steps": " + ".join(f"{n} {k}" for k, n in summary["steps"].items() if n),
+               "seconds_per_step": summary["phase_seconds"][-1] / last_steps,
+               "peak_MiB": summary["peak_memory_bytes"] / 2**20, "last_phase": last}
+        rows.append(row)
+        curves[name] = result["curve"]
+        print(f"  {name:>14}: relative L2 {row['rel_l2']:.3e}, energy norm {row['rel_energy']:.3e}, {row['steps']} "
+              f"in {row['train_seconds']:.0f} s ({row['seconds_per_step']:.3f} s per {last} step), "
+              f"peak {row['peak_MiB']:.0f} MiB", flush=True)
+    write_csv(out / "compare.csv", rows)
+    write_markdown(out / "compare.md", rows, COLUMNS)
+    plot_error_against_time(out / "compare.png", curves, f"{spec.name}: relative L2 error, {budget:g} s per setting")
+    print(f"table and plot written to {out}/compare.md, compare.csv and compare.png")
+    return 0

@@ -1,0 +1,200 @@
+"""Energy natural gradient descent (ENGD; Müller & Zeinhofer, ICML 2023) on samples of a large rule.
+
+One step, with ``theta`` the network's parameters:
+
+1. **Gradient** ``g = dE/dtheta``: exact, summed over the whole training rule in chunks
+   (``gradient_points = 0``), or an unbiased minibatch estimate of ``gradient_points`` points.
+2. **Gram matrix** ``G = sum_i w_i J_i^T H_i J_i`` (:mod:`vpinn.train.curvature`) estimated on a
+   fresh sample of ``gram_points`` points of the training rule (epochs without replacement,
+   weights N/n: unbiased), or summed over a small auxiliary Gauss rule (``gram_rule``).
+   ``G`` only preconditions: the fixed point of the iteration is set by ``g`` alone, so with the
+   exact gradient the method converges to the minimiser of the big rule whatever points ``G``
+   came from.  Their quality sets the speed: ``G``'s smallest eigenvalues (condition numbers
+   reach 1e20) are those of the least-resolved directions, which a random sample misjudges and
+   a Gauss rule integrates accurately (measured on the Poisson cube, 32x32 network, 120 steps:
+   4,096 random points of the training rule stall near 1.3e-5 relative L2, a 5,832-point
+   auxiliary Gauss rule reaches 4.6e-6).
+3. **Direction** ``d = (G + lam I)^-1 g``, ``lam = damping * boost * tr(G)/P``: a dense Cholesky
+   solve, or the Woodbury form when the sample has fewer rows than there are parameters.
+4. **Line search** over ``eta in {1, 1/2, ..., 2^-10}`` on the change of the energy, estimated on
+   the Gram sample with a control variate: for an energy quadratic in ``z = (u, grad u)``,
+   ``E(theta - eta d) - E(theta) = sum_i w_i [e'_i . dz_i + dz_i^T H_i dz_i / 2]``, and the
+   linear part of ``dz_i``, ``-eta J_i d``, sums over the whole rule to ``-eta g.d`` exactly; only
+   the small remainder is sampled, so the estimate stays accurate when the change is tiny
+   (near the minimum, where a plain sampled difference would be pure noise).  Boundary terms
+   (loads, linear in u) are summed over their whole rules.
+5. If no ``eta`` lowers the estimate the step is rejected; the damping adapts as in
+   Levenberg-Marquardt (halved after full steps, raised after short or rejected ones).
+
+Memory: one chunk of the gradient sum, plus the Gram points' Jacobians, ``points x q x P``
+numbers (q = 4m; e.g. 4,096 points x 4 x 1,217 parameters x 8 bytes = 160 MB), plus ``G``
+(P x P).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from vpinn.quadrature.base import PointBatch, QuadratureRule
+from vpinn.train.curvature import (CurvatureChunk, active_rows, curvature_chunks, gram_matrix, solve_dense,
+                                   solve_woodbury, square_root_rows)
+from vpinn.train.estimate import full_loss_backward, minibatch_loss
+from vpinn.train.optimizers import StepReport, TrainingProblem
+
+#: step lengths tried by the line search
+STEPS = tuple(0.5**k for k in range(11))
+
+
+class Engd:
+    """ENGD; see the module docstring.
+
+    Parameters
+    ----------
+    problem:
+        The trial function (it must provide ``parameters()`` and ``parameter_jacobian(x)``, as
+        :class:`~vpinn.fields.ansatz.HardDirichletAnsatz` does), the terms and samplers.
+    dtype:
+        The dtype of the phase (float64: the Gram matrix's condition number reaches 1e20).
+    steps:
+        The phase's number of steps.
+    gram_points:
+        Sample size of the Gram matrix and the line search (when ``gram_rule`` is None).
+    gram_rule:
+        A fixed auxiliary rule whose every point enters the Gram matrix, instead of a sample.
+    gradient_points:
+        0: exact gradient over the whole rule; else the minibatch size of its estimate.
+    damping:
+        ``lam / (tr G / P)``, the relative Tikhonov damping.
+    solver:
+        "dense", "woodbury" or "auto" (Woodbury when the sample has fewer rows than parameters).
+    chunk:
+        Points per chunk of the Gram sample (bounds the memory of the Jacobians in flight).
+    """
+
+    def __init__(self, problem: TrainingProblem, *, dtype: torch.dtype, steps: int, gram_points: int = 4096,
+                 gradient_points: int = 0, damping: float = 1e-6, solver: str = "auto", chunk: int = 2048,
+                 gram_rule: QuadratureRule | None = None):
+        self.problem, self.dtype = problem, dtype
+        self.gram_points, self.gradient_points = gram_points, gradient_points
+        self.damping, self.solver, self.chunk = damping, solver, chunk
+        self.volume, self.loads = problem.terms[0], problem.terms[1:]
+        self.gram_rule, self.boost, self.passes = gram_rule, 1.0, 0.0
+
+    @property
+    def parameters(self) -> list[torch.Tensor]:
+        return self.problem.trial.parameters()
+
+    def _flat_gradient(self) -> torch.Tensor:
+        return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in self.parameters])
+
+    def _gradient(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(loss, gradient of the volume term, gradient of the whole loss), flat in ``parameters`` order."""
+        problem = self.problem
+        for p in self.parameters:
+            p.grad = None
+        if self.gradient_points == 0:
+            loss = full_loss_backward([self.volume], problem.trial, problem.chunk, problem.device, self.dtype)
+            volume = self._flat_gradient()
+            loss = loss + full_loss_backward(self.loads, problem.trial, problem.chunk, problem.device, self.dtype)
+            self.passes += 1
+        else:
+            terms = [dataclasses.replace(self.volume, batch=self.gradient_points), *self.loads]
+            loss, parts = minibatch_loss(terms[:1], problem.samplers[:1], problem.trial, self.dtype)
+            loss.backward()
+            volume = self._flat_gradient()
+            if self.loads:
+                rest, _ = minibatch_loss(terms[1:], problem.samplers[1:], problem.trial, self.dtype)
+                rest.backward()
+                loss = loss + rest
+            self.passes += self.gradient_points / self.volume.rule.size
+        return loss.detach(), volume, self._flat_gradient()
+
+    def _direction(self, pieces: list[CurvatureChunk], rows: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
+        count = sum(p.weights.shape[0] for p in pieces) * len(rows)
+        woodbury = self.solver == "woodbury" or (self.solver == "auto" and self.damping > 0 and count < len(gradient))
+        if woodbury:
+            square_root = square_root_rows(pieces, rows)
+            scale = float((square_root * square_root).sum()) / len(gradient)
+            return solve_woodbury(square_root, gradient, self.damping * self.boost * scale)
+        gram = gram_matrix(pieces, rows)
+        return solve_dense(gram, gradient, self.damping * self.boost * float(gram.diagonal().mean()))
+
+    def _move(self, start: list[torch.Tensor], direction: torch.Tensor, eta: float) -> None:
+        """``theta = start - eta * direction``, in place."""
+        offset = 0
+        with torch.no_grad():
+            for p, p0 in zip(self.parameters, start):
+                torch.sub(p0, direction[offset:offset + p.numel()].view_as(p), alpha=eta, out=p)
+                offset += p.numel()
+
+    def _load_values(self) -> list[tuple]:
+        """Each load term's whole-rule batches with the trial's values there (for exact differences)."""
+        problem, cached = self.problem, []
+        for term in self.loads:
+            for index in term.rule.chunks(problem.chunk, problem.device):
+                batch = term.rule.take(index, self.dtype)
+                with torch.no_grad():
+                    cached.append((term.form, batch, problem.trial.value(batch.points)))
+        return cached
+
+    def _energy_changes(self, pieces: list[CurvatureChunk], direction: torch.Tensor, volume_gradient: torch.Tensor,
+                        loads: list[tuple]) -> list[float]:
+        """The estimated ``E(theta - eta d) - E(theta)`` for every ``eta`` of :data:`STEPS`."""
+        linear = float(volume_gradient @ direction)
+        tangents = [p.jacobian @ direction for p in pieces]  # J_i d (b, q)
+        start = [p.detach().clone() for p in self.parameters]
+        changes = []
+        for eta in STEPS:
+            self._move(start, direction, eta)
+            total = -eta * linear
+            with torch.no_grad():
+                for piece, tangent in zip(pieces, tangents):
+                    u, grad_u = self.problem.trial(piece.batch.points)
+                    dz = torch.cat([u, grad_u.reshape(u.shape[0], -1)], dim=1) - piece.z
+                    remainder = (piece.slope * (dz + eta * tangent)).sum(1)
+                    quadratic = 0.5 * (dz[:, None, :] @ piece.hessian @ dz[:, :, None])[:, 0, 0]
+                    total += float((piece.weights * (remainder + quadratic)).sum(dtype=torch.float64))
+                for form, batch, before in loads:
+                    after = self.problem.trial.value(batch.points)
+                    change = form.density(batch, after, None) - form.density(batch, before, None)
+                    total += float((batch.weights * change).sum(dtype=torch.float64))
+            changes.append(total)
+        self._move(start, direction, 0.0)
+        return changes
+
+    def _gram_sample(self) -> tuple[PointBatch, float]:
+        """The points of this step's Gram matrix and their estimator factor: a fresh sample of the
+        training rule, or the whole auxiliary rule."""
+        if self.gram_rule is None:
+            index, factor = self.problem.samplers[0].sample(self.gram_points)
+            return self.volume.rule.take(index, self.dtype), factor
+        return self.gram_rule.take(torch.arange(self.gram_rule.size, device=self.problem.device), self.dtype), 1.0
+
+    def step(self) -> StepReport:
+        loss, volume_gradient, gradient = self._gradient()
+        sample, factor = self._gram_sample()
+        pieces = curvature_chunks(self.volume.form, self.problem.trial, sample, factor, self.chunk)
+        direction = self._direction(pieces, active_rows(pieces), gradient)
+        changes = self._energy_changes(pieces, direction, volume_gradient, self._load_values())
+        best = min(range(len(STEPS)), key=changes.__getitem__)
+        eta = STEPS[best] if changes[best] < 0 else 0.0
+        if eta > 0:
+            self._move([p.detach().clone() for p in self.parameters], direction, eta)
+        self._adapt_damping(eta)
+        return StepReport(float(loss), float(gradient.norm()), eta,
+                          self.volume.rule.size if self.gradient_points == 0 else self.gradient_points, self.passes)
+
+    def _adapt_damping(self, eta: float) -> None:
+        """Levenberg-Marquardt on the damping's factor ``boost``: divided by 4 after a full step
+        (the damped model is good, down to the given damping), times 4 after a step shorter than
+        1, times 16 after one shorter than 1/4 or a rejected one."""
+        factor = 0.25 if eta == 1.0 else 4.0 if eta >= 0.25 else 16.0
+        self.boost = max(1.0, min(self.boost * factor, 1e8))
+
+    def state_dict(self) -> dict:
+        return {"boost": self.boost, "passes": self.passes}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.boost, self.passes = float(state["boost"]), float(state["passes"])
