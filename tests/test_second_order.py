@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from tests.conftest import assembled, trainer_for
+from tests.conftest import SMALL_POISSON, assembled, trainer_for
 from vpinn.fields import Field
 from vpinn.fields.ansatz import HardDirichletAnsatz
 from vpinn.train import TrainingProblem
@@ -20,6 +20,14 @@ from vpinn.train.optimizers.engd import Engd
 from vpinn.train.optimizers.msqn import MultiSecant
 
 F64 = torch.float64
+
+
+@pytest.fixture
+def phased_problem(tmp_path):
+    """The small Poisson problem without the short-form schedule keys, for [[train.phase]] overrides."""
+    path = tmp_path / "phased.toml"
+    path.write_text(SMALL_POISSON.replace("steps = 20\n", "").replace("warmup = 5\n", ""))
+    return path
 
 
 def linear_model(small_problem):
@@ -177,22 +185,31 @@ ADAM = {"optimizer": "adam", "steps": 150, "lr": 1e-2, "warmup": 20}
     ([{"optimizer": "msqn", "steps": 40, "memory": 10}], 1.5e-2),
     ([{"optimizer": "msqn", "steps": 40, "memory": 10, "batch": 1024, "lr": 0.5}], 0.25),
 ])
-def test_second_order_phases_train(small_problem, phases, bound):
+def test_second_order_phases_train(phased_problem, phases, bound):
     """ENGD after 150 Adam steps (relative L2 0.05) reaches 2e-3 in 12 steps; exact multi-secant
     steps from the initial network (relative L2 about 1) reach 1.5e-2 in 40, minibatch ones train
     too but stay noisy (about 0.08)."""
-    trainer = trainer_for(small_problem, {"train.phase": phases, "model.width": 16, "model.depth": 2})
+    trainer = trainer_for(phased_problem, {"train.phase": phases, "model.width": 16, "model.depth": 2})
     trainer.run()
     assert trainer.history[-1]["rel_l2"] <= bound
 
 
-def test_engd_resumes_exactly(small_problem, tmp_path):
+def test_engd_resumes_exactly(phased_problem, tmp_path):
     overrides = {"train.phase": [{"optimizer": "adam", "steps": 20}, {"optimizer": "engd", "steps": 6}]}
-    whole = trainer_for(small_problem, overrides)
+    whole = trainer_for(phased_problem, overrides)
     whole.run()
-    first = trainer_for(small_problem, {**overrides, "train.phase[1].steps": 3}, checkpoint=tmp_path / "c.pt")
+    first = trainer_for(phased_problem, {**overrides, "train.phase[1].steps": 3}, checkpoint=tmp_path / "c.pt")
     first.run()
-    second = trainer_for(small_problem, overrides)
+    second = trainer_for(phased_problem, overrides)
     second.load_state_dict(load_checkpoint(tmp_path / "c.pt"))
     second.run()
     assert all(torch.equal(a, b) for a, b in zip(whole.network.parameters(), second.network.parameters()))
+
+
+def test_short_form_keys_beside_phases_are_refused(small_problem):
+    from vpinn.errors import ProblemFileError
+    from vpinn.problem import load_problem
+
+    with pytest.raises(ProblemFileError, match=r"train.steps: is not used when \[\[train.phase\]\] gives the schedule; "
+                                               r"set it on a phase instead, e.g. train.phase\[0\].steps"):
+        load_problem(small_problem, {"train.phase": [{"optimizer": "engd"}]})

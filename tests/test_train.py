@@ -234,3 +234,26 @@ def test_checkpoint_resumes_whatever_device_wrote_it(small_problem, tmp_path):
     second.load_state_dict(load_checkpoint(tmp_path / "moved.pt"))
     second.run()
     assert all(torch.equal(a, b) for a, b in zip(whole.network.parameters(), second.network.parameters()))
+
+
+@pytest.mark.parametrize("edit, section", [
+    ("train.max_time=100", None),  # the same problem with another budget: resumes
+    ("model.width=17", "[model]"),
+    ("exact.u=\"x*(1-x)*y*(1-y)*z*(1-z)\"", "[exact]"),
+    ("quadrature.cells=[4, 4, 4]", "training rule ([quadrature])"),
+    ("train.dtype=\"float64\"", "training schedule (optimisers and dtypes) or train.seed"),
+])
+def test_resume_refuses_a_checkpoint_of_another_problem_in_one_line(small_problem, tmp_path, edit, section):
+    out = tmp_path / "out"
+    first = run_cli("solve", str(small_problem), "--out", str(out), "--quiet", "--set", "train.steps=4", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    copy = (out / "problem.toml").read_text()
+    again = run_cli("solve", str(small_problem), "--out", str(out), "--quiet", "--resume", "--set", "train.steps=4",
+                    "--set", edit, cwd=tmp_path)
+    if section is None:
+        assert again.returncode == 0, again.stderr
+        return
+    assert again.returncode == 2 and again.stderr.count("\n") == 1 and "Traceback" not in again.stderr
+    assert again.stderr == f"error: --resume: {out / 'checkpoint.pt'} was written for a problem with a different {section}; " \
+                           "resume it with the problem file it was trained with\n"
+    assert (out / "problem.toml").read_text() == copy  # nothing written before the check

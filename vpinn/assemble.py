@@ -26,7 +26,7 @@ from vpinn.geometry import Box, Domain, SphereOctant
 from vpinn.geometry.maps import ParameterMap
 from vpinn.physics import elasticity, poisson
 from vpinn.physics.base import Physics, Term, is_zero, on_volume_rule
-from vpinn.problem.spec import DomainSpec, ProblemSpec, RuleSpec
+from vpinn.problem.spec import DomainSpec, ProblemSpec, RuleSpec, optimizer_options
 from vpinn.quadrature import ConcatRule, GaussRule, MappedRule, QuadratureRule, SobolRule
 from vpinn.sampling import UniformSampler
 from vpinn.train import OPTIMIZERS, Observer, Phase, Trainer, TrainingProblem
@@ -113,9 +113,9 @@ def build_trainer(spec: ProblemSpec, assembly: Assembly, *, save: Callable[[dict
     parameters = list(assembly.field.parameters())
     problem = TrainingProblem(parameters, assembly.trial, assembly.terms, assembly.samplers, train.chunk, assembly.device)
     finish = build_rule(spec.quadrature.finish, assembly.domain.volume_map())
-    phases = []
-    for phase in train.phases:
-        on_rule, options = problem, phase.options()
+    phases, names = [], [p.optimizer for p in train.phases]
+    for k, phase in enumerate(train.phases):
+        on_rule, options = problem, optimizer_options(phase)
         if getattr(phase, "rule", "training") == "finish":
             on_rule = TrainingProblem(parameters, assembly.trial, on_volume_rule(assembly.terms, finish), [],
                                       train.chunk, assembly.device)
@@ -123,7 +123,8 @@ def build_trainer(spec: ProblemSpec, assembly: Assembly, *, save: Callable[[dict
             options["gram_rule"] = finish
         optimizer = OPTIMIZERS[phase.optimizer](on_rule, dtype=DTYPES[phase.dtype], steps=phase.steps, **options)
         minibatch = phase.optimizer == "adam"
-        phases.append(Phase(phase.optimizer, optimizer, phase.steps, DTYPES[phase.dtype],
+        name = phase.optimizer if names.count(phase.optimizer) == 1 else f"{phase.optimizer}{names[:k].count(phase.optimizer) + 1}"
+        phases.append(Phase(name, optimizer, phase.steps, DTYPES[phase.dtype],
                             train.log_every if minibatch else 1,
                             phase.eval_every or (train.eval_every if minibatch else 10), phase.time_share or None))
     return Trainer(phases, assembly.field, {"samplers": assembly.samplers}, assembly.evaluate, save=save,
@@ -136,7 +137,7 @@ def fingerprint(spec: ProblemSpec) -> dict[str, str]:
     and dtypes, seed); a resumed run must match every one."""
     quadrature = spec.quadrature
     parts = {
-        "[domain]": spec.domain, "[pde]": spec.pde, "[[bc]]": spec.bc, "[exact]": spec.exact,
+        "[constants]": sorted(spec.constants.items()), "[domain]": spec.domain, "[pde]": spec.pde, "[[bc]]": spec.bc, "[exact]": spec.exact,
         "training rule ([quadrature])": (quadrature.training, quadrature.boundary, quadrature.finish),
         "[model]": spec.model,
         "training schedule (optimisers and dtypes) or train.seed":

@@ -1,4 +1,4 @@
-"""Argument helpers shared by the command-line commands (solve, bench, memory)."""
+"""Argument helpers shared by the commands (solve, bench, memory, compare)."""
 
 from __future__ import annotations
 

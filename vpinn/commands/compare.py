@@ -3,7 +3,8 @@ same wall-time budget.
 
 Each setting is a '+'-separated list of optimisers run in turn (``adam+lbfgs``, ``engd``,
 ``msqn``, ...).  Every setting starts with the problem file's own first Adam phase (the same warm
-start for all), then runs its other optimisers until the budget ends:
+start for all; so ``adam+lbfgs`` and ``lbfgs`` name the same schedule), then runs its other
+optimisers until the budget ends:
 
 * ``adam``   more Adam steps at the first phase's final learning rate;
 * ``lbfgs``  L-BFGS on the exact loss of the whole training rule;
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import subprocess
 import sys
@@ -64,13 +66,12 @@ def _warm_start(spec: ProblemSpec) -> AdamPhase:
 def schedule(spec: ProblemSpec, setting: str) -> list[dict]:
     """The phases (as problem-file tables) of one setting; see the module docstring."""
     adam = _warm_start(spec)
-    start = {"optimizer": "adam", "steps": adam.steps, "lr": adam.lr, "warmup": adam.warmup, "decay": adam.decay,
-             "lr_final": adam.lr_final, "clip": adam.clip, "dtype": adam.dtype}
+    start = {**dataclasses.asdict(adam), "time_share": 0.0}
     engd = next((p for p in spec.train.phases if p.optimizer == "engd"), None)
     after = {
-        "adam": {"optimizer": "adam", "lr": adam.lr_final, "warmup": 0, "decay": "constant", "dtype": adam.dtype},
+        "adam": {**start, "lr": adam.lr_final, "warmup": 0, "decay": "constant"},
         "lbfgs": {"optimizer": "lbfgs", "rule": "training"},
-        "engd": {"optimizer": "engd", **(engd.options() if engd else {})},
+        "engd": {**dataclasses.asdict(engd), "time_share": 0.0} if engd else {"optimizer": "engd"},
         "msqn": {"optimizer": "msqn"},
     }
     phases = [start]
@@ -83,11 +84,12 @@ def schedule(spec: ProblemSpec, setting: str) -> list[dict]:
     return phases
 
 
-def _run_setting(problem: str, settings: dict, phases: list[dict], out: Path, budget: float) -> dict:
+def _run_setting(problem: str, settings: dict, phases: list[dict], out: Path, budget: float,
+                 device: str | None) -> dict:
     overrides = [item for key, value in {**settings, "train.phase": phases}.items()
                  for item in ("--set", f"{key}={_inline(value)}")]
     command = [sys.executable, "-m", "vpinn.commands", "solve", problem, "--quiet", "--out", str(out),
-               "--max-time", repr(budget), *overrides]
+               "--max-time", repr(budget), *(["--device", device] if device else []), *overrides]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         lines = (done.stderr or done.stdout).strip().splitlines()
@@ -102,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
     problem = args.problem or default_problem()
     settings = dict(args.settings)
     spec = load_problem(problem, settings)
+    if spec.exact is None:
+        raise VpinnError(f"compare: {spec.name} has no [exact] solution to measure the errors against")
     budget = args.max_time or spec.train.max_time or 120.0
     out = Path(args.out) if args.out else spec.output_path() / "compare"
     names = [name.strip() for name in args.optimizers.split(",") if name.strip()]
@@ -109,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{spec.name}: {len(names)} settings, {budget:g} s of training each, each in a fresh process")
     rows, curves = [], {}
     for name, phases in plans.items():
-        result = _run_setting(problem, settings, phases, out / name.replace("+", "_"), budget)
+        result = _run_setting(problem, settings, phases, out / name.replace("+", "_"), budget, args.device)
         summary = result["summary"]
         last = [p["optimizer"] for p in phases][-1]
         last_steps = list(summary["steps"].values())[-1] or 1

@@ -105,12 +105,13 @@ def solve(problem_path: str | Path, options: SolveOptions = SolveOptions(), echo
                                 max_time=options.max_time, observer=observer)
         if state is not None:
             trainer.load_state_dict(state)
-            echo(f"resuming {spec.name} at {trainer.phases[min(trainer.current, len(trainer.phases) - 1)].name} "
-                 f"step {trainer.step}")
+            phase = trainer.phases[trainer.current]
+            echo(f"resuming {spec.name} at {phase.name} step {trainer.done[trainer.current]} ({trainer.step} steps in all)")
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         echo(f"{spec.name}: {assembly.terms[0].rule.size:,} quadrature points, batch {spec.train.batch:,}, "
-             f"{sum(p.numel() for p in assembly.field.parameters()):,} parameters, {device}, {spec.train.dtype}")
+             f"{sum(p.numel() for p in assembly.field.parameters()):,} parameters, {device}, "
+             f"phases {' + '.join(f'{p.optimizer} ({p.dtype})' for p in spec.train.phases)}")
         try:
             result = trainer.run()
         except TrainingDiverged:

@@ -7,8 +7,8 @@ b1 = 2048 and b2 = 16384 (fresh processes on CPU, this process on CUDA; see
 :mod:`vpinn.measurement.engine`), give ``per_point = (M2 - M1) / (b2 - b1)`` and ``fixed = M1 - b1 per_point``.
 The batch is then ``0.8 (limit - fixed) / per_point``: the 20% margin covers the run-to-run
 spread of resident-memory readings (three fits of a 48 MiB budget measured 38.7, 44.6 and
-49.5 MiB at nearly the same batch).  The finishing phase's chunk is capped the same
-way, scaled by the ratio of its dtype's size to the training dtype's.
+49.5 MiB at nearly the same batch).  The full-rule phases' chunk is capped the
+same way, scaled by the ratio of the largest phase dtype's size to the first phase's.
 """
 
 from __future__ import annotations
@@ -48,5 +48,6 @@ def fit_batch(problem: str, spec: ProblemSpec, overrides: dict, device: str) -> 
     if batch < 1:
         raise VpinnError(f"train.memory_limit = {spec.train.memory_limit!r} is below the fixed cost of a training step "
                          f"({fixed / 2**20:.0f} MiB measured)")
-    scale = _BYTES[spec.train.lbfgs.dtype] / _BYTES[spec.train.dtype]
+    phases = spec.train.phases
+    scale = max(_BYTES[p.dtype] for p in phases) / _BYTES[phases[0].dtype]
     return BatchEstimate(per_point, fixed, batch, max(1, min(spec.train.chunk, int(batch / scale))))

@@ -33,7 +33,8 @@ from vpinn.train import full_loss_backward
 
 
 def training_step(spec: ProblemSpec, assembly: Assembly) -> Callable[[], object]:
-    """One minibatch training step of the problem's first phase (Adam), as a function."""
+    """One training step of the problem's first phase (the Adam warm start of the bundled
+    problems: a minibatch step), as a function."""
     return build_trainer(spec, assembly).phases[0].optimizer.step
 
 

@@ -18,7 +18,7 @@ from vpinn.errors import ProblemFileError, SpecError, VpinnWarning
 from vpinn.expressions import BUILTIN_CONSTANTS, FUNCTIONS, VARIABLES
 from vpinn.problem import schema
 from vpinn.problem.locate import locate
-from vpinn.problem.spec import VALUE_CONDITIONS, ProblemSpec
+from vpinn.problem.spec import SHORT_FORM, VALUE_CONDITIONS, ProblemSpec, TrainSpec
 
 #: Poisson's ratio above which loading warns about volumetric locking
 LOCKING_NU = 0.45
@@ -134,6 +134,19 @@ def check_consistency(spec: ProblemSpec) -> None:
                 f"domain as g in u = g + d*N); bc[{values[0][0]}] has a different one",
             )
     _check_roller_lifts(spec)
+    _check_schedule(spec)
+
+
+def _check_schedule(spec: ProblemSpec) -> None:
+    """With ``[[train.phase]]`` the short-form schedule keys would be ignored: refuse them."""
+    train, defaults = spec.train, TrainSpec()
+    if not train.phase:
+        return
+    for name in SHORT_FORM:
+        if getattr(train, name) != getattr(defaults, name):
+            hint = ('add a [[train.phase]] with optimizer = "lbfgs" instead' if name == "lbfgs"
+                    else f"set it on a phase instead, e.g. train.phase[0].{name}")
+            raise SpecError(f"train.{name}", f"is not used when [[train.phase]] gives the schedule; {hint}")
 
 
 def _warn_locking(spec: ProblemSpec) -> None:

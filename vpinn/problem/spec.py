@@ -8,6 +8,7 @@ live in :mod:`vpinn.problem.loader`.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -264,7 +265,8 @@ class QuadratureSpec:
     """``[quadrature]``: the training rule, plus sub-tables for the other rules.
 
     ``boundary`` integrates Neumann and traction faces (2D, per face); ``evaluation`` is the independent rule
-    on which errors are measured; ``finish`` is the fixed rule of the L-BFGS finishing phase.
+    on which errors are measured; ``finish`` is a small fixed auxiliary rule: ENGD's Gram matrix
+    (``gram_rule = "finish"``) and L-BFGS phases with ``rule = "finish"`` use it.
     """
 
     rule: Literal["gauss", "sobol"] = "gauss"
@@ -340,7 +342,8 @@ class AdamPhase:
     warmup then decay of the learning rate and optional gradient clipping.
 
     Every phase has ``steps``, ``dtype``, ``time_share`` (the fraction of the time budget it may
-    use; 0: until the end of the budget) and ``eval_every`` (0: ``train.eval_every``).
+    use; 0: until the end of the budget) and ``eval_every`` (0: ``train.eval_every`` for Adam,
+    10 for the other optimisers).
     """
 
     optimizer: Literal["adam"]
@@ -363,9 +366,6 @@ class AdamPhase:
         if self.clip < 0:
             raise SpecError("clip", f"must be 0 (off) or a positive gradient-norm bound, not {self.clip}")
 
-    def options(self) -> dict:
-        return {"lr": self.lr, "warmup": self.warmup, "decay": self.decay, "lr_final": self.lr_final, "clip": self.clip}
-
 
 @dataclass(frozen=True)
 class LbfgsPhase:
@@ -386,9 +386,6 @@ class LbfgsPhase:
     def __post_init__(self) -> None:
         _check_phase(self.steps, self.time_share, self.eval_every)
         _at_least(1, "history", self.history)
-
-    def options(self) -> dict:
-        return {"history": self.history, "tolerance": self.tolerance}
 
 
 @dataclass(frozen=True)
@@ -419,10 +416,6 @@ class EngdPhase:
         if self.damping < 0 or (self.solver == "woodbury" and self.damping == 0):
             raise SpecError("damping", f"must be non-negative (positive for the Woodbury solver), not {self.damping}")
 
-    def options(self) -> dict:
-        return {"gram_points": self.gram_points, "gradient_points": self.gradient_points, "damping": self.damping,
-                "solver": self.solver}
-
 
 @dataclass(frozen=True)
 class MsqnPhase:
@@ -450,11 +443,20 @@ class MsqnPhase:
         if self.regularisation < 0:
             raise SpecError("regularisation", f"must not be negative, not {self.regularisation}")
 
-    def options(self) -> dict:
-        return {"batch": self.batch, "memory": self.memory, "lr": self.lr, "regularisation": self.regularisation}
 
 
 PhaseSpec = AdamPhase | LbfgsPhase | EngdPhase | MsqnPhase
+
+#: the ``[train]`` keys of the short-form schedule (Adam, then ``[train.lbfgs]``)
+SHORT_FORM = ("steps", "lr", "warmup", "decay", "lr_final", "clip", "dtype", "lbfgs")
+
+#: keys every phase has, or that name rules (assembly turns them into rule objects)
+_PHASE_KEYS = frozenset({"optimizer", "steps", "dtype", "time_share", "eval_every", "rule", "gram_rule"})
+
+
+def optimizer_options(phase: PhaseSpec) -> dict:
+    """The phase's own options, passed to its optimiser as keyword arguments."""
+    return {f.name: getattr(phase, f.name) for f in dataclasses.fields(phase) if f.name not in _PHASE_KEYS}
 
 
 @dataclass(frozen=True)
@@ -487,7 +489,7 @@ class TrainSpec:
     warmup, decay, lr_final, clip`` (Adam) plus ``[train.lbfgs]`` (see :attr:`phases`).
 
     ``memory_limit`` (e.g. ``"2GiB"``) replaces ``batch`` by the largest batch whose training
-    steps fit in that much memory above the process's idle baseline (see :mod:`vpinn.budget`).
+    steps fit in that much memory above the process's idle baseline (see :mod:`vpinn.measurement.budget`).
     """
 
     steps: int = 2000

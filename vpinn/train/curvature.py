@@ -11,8 +11,8 @@ For the quadratic energies of Poisson and linear elasticity ``H`` is exact and c
 form in the tangent space of the network (Müller & Zeinhofer's energy natural gradient).  ``H``
 is obtained from the density itself by automatic differentiation, so no PDE needs Gram code of
 its own.  ``G`` is estimated on a sample ``I`` of the rule as ``(N/n) sum_{i in I} ...``
-(unbiased), accumulated over chunks: the largest object is a chunk's ``J`` of
-``chunk x q x P`` numbers.
+(unbiased), accumulated over chunks; the Jacobians ``J`` of all its points (``n x q x P``
+numbers) are kept for the line search of :mod:`vpinn.train.optimizers.engd`.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def solve_dense(gram: Tensor, gradient: Tensor, damping: float) -> Tensor:
         factor, info = torch.linalg.cholesky_ex(gram + damping * eye)
         if int(info) == 0:
             return torch.cholesky_solve(gradient[:, None], factor)[:, 0]
-        damping *= 10
+        damping = max(10 * damping, 1e-14 * float(gram.diagonal().mean()))  # from 0 too
     raise FloatingPointError("the damped Gram matrix does not factorise")
 
 

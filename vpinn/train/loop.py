@@ -7,8 +7,9 @@ back to the host only every ``log_every`` steps (one history row: mean loss sinc
 the epoch and batch, the learning rate and gradient norm), evaluates the loss functional and the
 errors every ``eval_every`` steps, and saves a checkpoint every ``checkpoint_every`` steps.
 
-It stops a phase at its step count, at its deadline (``max_time`` times the cumulative time
-shares), or when the optimiser reports convergence, and the whole run when the observer asks
+It stops a phase at its step count, before a step that would end past its deadline (``max_time``
+times the cumulative time shares; the last step's duration is the forecast), or when the
+optimiser reports convergence, and the whole run when the observer asks
 (Ctrl-C, handled by the command layer) or on a non-finite loss
 (:class:`~vpinn.errors.TrainingDiverged`, keeping the last good checkpoint).  The training dtype
 is explicit state: set by each phase, saved, and used by every evaluation.
@@ -119,6 +120,7 @@ class Trainer:
             self.dtype = phase.dtype
         self.observer.phase_started(phase, self.done[index])
         try:
+            lap_start = time.perf_counter()
             while self.done[index] < phase.steps:
                 report = phase.optimizer.step()
                 self.done[index] += 1
@@ -131,10 +133,13 @@ class Trainer:
                 if count % self.checkpoint_every == 0:
                     self._check_finite(float(report.loss))  # never checkpoint a diverged network
                     self._checkpoint()
-                stop = self.observer.stop_requested()
-                if stop or report.converged or (deadline is not None and time.perf_counter() >= deadline):
+                stop, now = self.observer.stop_requested(), time.perf_counter()
+                # out of time when another step as long as this one would end past the deadline
+                late = deadline is not None and 2 * now - lap_start >= deadline
+                if stop or report.converged or late:
                     reason = stop or ("converged" if report.converged else "time limit")
                     break
+                lap_start = now
             if pending:  # steps since the last row end the phase: record and evaluate them
                 self._record(phase, pending, True)
             elif self.history and "energy" not in self.history[-1]:
@@ -162,7 +167,7 @@ class Trainer:
         if not math.isfinite(loss):
             kept = "the last good checkpoint of this run is kept" if self.saved_once else "no checkpoint of this run was written"
             raise TrainingDiverged(f"the loss became {loss} at {self.phases[self.current].name} step {self.step}; "
-                                   f"{kept}. Lower train.lr, raise train.warmup or set train.clip.")
+                                   f"{kept}. Lower the phase's lr, raise its warmup or set its clip (e.g. train.phase[0].lr).")
 
     def _checkpoint(self) -> None:
         if self.save is not None:

@@ -24,7 +24,10 @@ One step, with ``theta`` the network's parameters:
    (near the minimum, where a plain sampled difference would be pure noise).  Boundary terms
    (loads, linear in u) are summed over their whole rules.
 5. If no ``eta`` lowers the estimate the step is rejected; the damping adapts as in
-   Levenberg-Marquardt (halved after full steps, raised after short or rejected ones).
+   Levenberg-Marquardt (divided by 4 after full steps, raised after short or rejected ones).
+   With exact gradients the next step's exact energy checks the last one: a step that raised it
+   after all is undone (the estimate sees the curvature only on the Gram points, so it can miss
+   some along d).
 
 Memory: one chunk of the gradient sum, plus the Gram points' Jacobians, ``points x q x P``
 numbers (q = 4m; e.g. 4,096 points x 4 x 1,217 parameters x 8 bytes = 160 MB), plus ``G``
@@ -81,6 +84,7 @@ class Engd:
         self.damping, self.solver, self.chunk = damping, solver, chunk
         self.volume, self.loads = problem.terms[0], problem.terms[1:]
         self.gram_rule, self.boost, self.passes = gram_rule, 1.0, 0.0
+        self.anchor: dict | None = None  # the last accepted point, its exact loss and gradients
 
     @property
     def parameters(self) -> list[torch.Tensor]:
@@ -122,11 +126,14 @@ class Engd:
         return solve_dense(gram, gradient, self.damping * self.boost * float(gram.diagonal().mean()))
 
     def _move(self, start: list[torch.Tensor], direction: torch.Tensor, eta: float) -> None:
-        """``theta = start - eta * direction``, in place."""
+        """``theta = start - eta * direction``, in place (``start`` itself for ``eta = 0``)."""
         offset = 0
         with torch.no_grad():
             for p, p0 in zip(self.parameters, start):
-                torch.sub(p0, direction[offset:offset + p.numel()].view_as(p), alpha=eta, out=p)
+                if eta == 0:
+                    p.copy_(p0)
+                else:
+                    torch.sub(p0, direction[offset:offset + p.numel()].view_as(p), alpha=eta, out=p)
                 offset += p.numel()
 
     def _load_values(self) -> list[tuple]:
@@ -172,8 +179,25 @@ class Engd:
             return self.volume.rule.take(index, self.dtype), factor
         return self.gram_rule.take(torch.arange(self.gram_rule.size, device=self.problem.device), self.dtype), 1.0
 
-    def step(self) -> StepReport:
+    def _checked_gradient(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`_gradient` at the current point; with exact gradients, if the last step raised
+        the exact energy after all (the line search estimates it on the Gram points only), the
+        step is undone and the damping raised 16-fold, and the point before it is used again."""
         loss, volume_gradient, gradient = self._gradient()
+        if self.gradient_points:
+            return loss, volume_gradient, gradient
+        anchor = self.anchor
+        if anchor is not None and float(loss) > anchor["loss"] + 1e-14 * abs(anchor["loss"]):
+            self._move(anchor["theta"], gradient, 0.0)
+            self.boost = min(self.boost * 16, 1e8)
+            loss, volume_gradient, gradient = (torch.tensor(anchor["loss"], dtype=torch.float64), anchor["volume_gradient"],
+                                               anchor["gradient"])
+        self.anchor = {"theta": [p.detach().clone() for p in self.parameters], "loss": float(loss),
+                       "volume_gradient": volume_gradient, "gradient": gradient}
+        return loss, volume_gradient, gradient
+
+    def step(self) -> StepReport:
+        loss, volume_gradient, gradient = self._checked_gradient()
         sample, factor = self._gram_sample()
         pieces = curvature_chunks(self.volume.form, self.problem.trial, sample, factor, self.chunk)
         direction = self._direction(pieces, active_rows(pieces), gradient)
@@ -181,7 +205,8 @@ class Engd:
         best = min(range(len(STEPS)), key=changes.__getitem__)
         eta = STEPS[best] if changes[best] < 0 else 0.0
         if eta > 0:
-            self._move([p.detach().clone() for p in self.parameters], direction, eta)
+            self._move(self.anchor["theta"] if self.anchor else [p.detach().clone() for p in self.parameters],
+                       direction, eta)
         self._adapt_damping(eta)
         return StepReport(float(loss), float(gradient.norm()), eta,
                           self.volume.rule.size if self.gradient_points == 0 else self.gradient_points, self.passes)
@@ -194,7 +219,11 @@ class Engd:
         self.boost = max(1.0, min(self.boost * factor, 1e8))
 
     def state_dict(self) -> dict:
-        return {"boost": self.boost, "passes": self.passes}
+        return {"boost": self.boost, "passes": self.passes, "anchor": self.anchor}
 
     def load_state_dict(self, state: dict) -> None:
         self.boost, self.passes = float(state["boost"]), float(state["passes"])
+        anchor, device = state["anchor"], self.problem.device
+        self.anchor = None if anchor is None else {
+            "theta": [t.to(device) for t in anchor["theta"]], "loss": float(anchor["loss"]),
+            "volume_gradient": anchor["volume_gradient"].to(device), "gradient": anchor["gradient"].to(device)}

@@ -56,8 +56,9 @@ class MultiSecant:
     def state_dict(self) -> dict:
         return {"s": list(self.s), "y": list(self.y)}
 
-    def load_state_dict(self, state: dict) -> None:
-        self.s, self.y = list(state["s"]), list(state["y"])
+    def load_state_dict(self, state: dict, device: torch.device) -> None:
+        """Continue from a state of :meth:`state_dict` (read on the CPU), on ``device``."""
+        self.s, self.y = [t.to(device) for t in state["s"]], [t.to(device) for t in state["y"]]
 
 
 class Msqn:
@@ -154,6 +155,6 @@ class Msqn:
         return {"secant": self.secant.state_dict(), "passes": self.passes}
 
     def load_state_dict(self, state: dict) -> None:
-        self.secant.load_state_dict(state["secant"])
+        self.secant.load_state_dict(state["secant"], self.problem.device)
         self.passes = float(state["passes"])
 
