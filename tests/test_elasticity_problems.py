@@ -164,10 +164,12 @@ def test_sphere_profile_is_lames(reduced_sphere):
 
 
 ACCEPTANCE = [
-    # name, relative L2 bound, relative energy-norm bound, wall-time bound (s)
-    ("lame_sphere", 1e-3, 2e-2, 600),
-    ("elasticity_cube", 2e-3, None, None),
-    ("bending_beam", 1e-3, None, None),
+    # name, relative L2 bound, relative energy-norm bound, wall-time bound (s); measured on 2
+    # cores: 5.85e-6 in 300 s, 4.62e-5 and 1.52e-4 in 602 s, 1.30e-5, 4.20e-5
+    ("poisson_cube", 1e-5, None, 330),
+    ("lame_sphere", 1e-4, 3e-4, 660),
+    ("elasticity_cube", 5e-5, None, None),
+    ("bending_beam", 5e-5, None, None),
 ]
 
 
