@@ -39,3 +39,8 @@ def full_loss_backward(terms: Sequence[Term], trial: Trial, chunk: int, device: 
             loss.backward()
             total += loss.detach().double()
     return total
+
+
+def flat_gradient(parameters: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The parameters' ``.grad`` as one flat vector, in the given order (zeros where None)."""
+    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in parameters])

@@ -43,7 +43,7 @@ import torch
 from vpinn.quadrature.base import PointBatch, QuadratureRule
 from vpinn.train.curvature import (CurvatureChunk, active_rows, curvature_chunks, gram_matrix, solve_dense,
                                    solve_woodbury, square_root_rows)
-from vpinn.train.estimate import full_loss_backward, minibatch_loss
+from vpinn.train.estimate import flat_gradient, full_loss_backward, minibatch_loss
 from vpinn.train.optimizers import StepReport, TrainingProblem
 
 #: step lengths tried by the line search
@@ -90,9 +90,6 @@ class Engd:
     def parameters(self) -> list[torch.Tensor]:
         return self.problem.trial.parameters()
 
-    def _flat_gradient(self) -> torch.Tensor:
-        return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in self.parameters])
-
     def _gradient(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(loss, gradient of the volume term, gradient of the whole loss), flat in ``parameters`` order."""
         problem = self.problem
@@ -100,20 +97,20 @@ class Engd:
             p.grad = None
         if self.gradient_points == 0:
             loss = full_loss_backward([self.volume], problem.trial, problem.chunk, problem.device, self.dtype)
-            volume = self._flat_gradient()
+            volume = flat_gradient(self.parameters)
             loss = loss + full_loss_backward(self.loads, problem.trial, problem.chunk, problem.device, self.dtype)
             self.passes += 1
         else:
             terms = [dataclasses.replace(self.volume, batch=self.gradient_points), *self.loads]
-            loss, parts = minibatch_loss(terms[:1], problem.samplers[:1], problem.trial, self.dtype)
+            loss, _ = minibatch_loss(terms[:1], problem.samplers[:1], problem.trial, self.dtype)
             loss.backward()
-            volume = self._flat_gradient()
+            volume = flat_gradient(self.parameters)
             if self.loads:
                 rest, _ = minibatch_loss(terms[1:], problem.samplers[1:], problem.trial, self.dtype)
                 rest.backward()
                 loss = loss + rest
             self.passes += self.gradient_points / self.volume.rule.size
-        return loss.detach(), volume, self._flat_gradient()
+        return loss.detach(), volume, flat_gradient(self.parameters)
 
     def _direction(self, pieces: list[CurvatureChunk], rows: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
         count = sum(p.weights.shape[0] for p in pieces) * len(rows)

@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from vpinn.train.estimate import full_loss_backward
+from vpinn.train.estimate import flat_gradient, full_loss_backward
 from vpinn.train.optimizers import StepReport, TrainingProblem
 
 
@@ -60,7 +60,7 @@ class MemoizedObjective:
                 p.grad.mul_(self.scale)
         self.loss = loss * self.scale
         self.point = point
-        self.gradient = self._flat([p.grad if p.grad is not None else torch.zeros_like(p) for p in self.parameters])
+        self.gradient = flat_gradient(self.parameters)
         return self.loss
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from vpinn.physics.base import integrand
-from vpinn.train.estimate import full_loss_backward
+from vpinn.train.estimate import flat_gradient, full_loss_backward
 from vpinn.train.optimizers import StepReport, TrainingProblem
 
 
@@ -120,9 +120,7 @@ class Msqn:
             total.backward()
             loss = float(total.detach())
             self.passes += self.batch / problem.terms[0].rule.size
-        gradient = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
-                              for p in problem.parameters])
-        return loss, gradient
+        return loss, flat_gradient(problem.parameters)
 
     def _direction(self, gradient: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """``H g``, or ``gamma g`` where it would not descend; before any pair, a gradient step
