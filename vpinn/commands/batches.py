@@ -50,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
     parser.add_argument("--batch", default="1024,4096,16384,auto", help="batch sizes, comma-separated, 'auto' allowed "
                         "(default: 1024,4096,16384,auto)")
-    parser.add_argument("--sampling", help=f"samplers, comma-separated, of {', '.join(SAMPLINGS)} (default: train.sampling)")
+    parser.add_argument("--sampling", help=f"samplers, comma-separated, of {', '.join(SAMPLINGS)} and stratified-neyman "
+                        "(default: train.sampling)")
     parser.add_argument("--max-time", type=positive_seconds, metavar="SECONDS",
                         help="wall-clock budget of each setting's training (default: train.max_time, else 120)")
     parser.add_argument("--target", type=float, default=1e-3, help="relative L2 error to time (default 1e-3)")
@@ -63,12 +64,20 @@ def _batches(text: str) -> list[int | str]:
     return ["auto" if item == "auto" else parse_sizes(item, "--batch")[0] for item in items]
 
 
+#: ``--sampling`` names beyond ``train.sampling``'s: stratified with Neyman allocation
+VARIANTS = {"stratified-neyman": {"train.sampling": "stratified", "train.allocation": "neyman"}}
+
+
 def _samplings(text: str | None, default: str) -> list[str]:
     names = [n.strip() for n in (text or default).split(",") if n.strip()]
     for name in names:
-        if name not in SAMPLINGS:
-            raise VpinnError(f"--sampling: unknown sampler {name!r} (choose from {', '.join(SAMPLINGS)})")
+        if name not in SAMPLINGS and name not in VARIANTS:
+            raise VpinnError(f"--sampling: unknown sampler {name!r} (choose from {', '.join([*SAMPLINGS, *VARIANTS])})")
     return names
+
+
+def _sampling_settings(name: str) -> dict:
+    return VARIANTS.get(name, {"train.sampling": name})
 
 
 def _row(label: str, result: dict, rule_size: int, target: float) -> dict:
@@ -127,12 +136,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"{spec.name}: {len(batches) * len(samplings)} settings, {budget:g} s of Adam each, each in a fresh process")
     rows, curves, device = [], {}, torch.device(device_name(args.device))
     for sampling in samplings:
-        traces = initial_traces(load_problem(problem, {**settings, "train.sampling": sampling}), device, batches, sampling,
-                                args.repeats)
+        chosen = load_problem(problem, {**settings, **_sampling_settings(sampling)})
+        traces = initial_traces(chosen, device, batches, chosen.train.sampling, args.repeats)
         for batch in batches:
             label = f"b={batch:,}" if batch != "auto" else "b=auto"
             label += f" {sampling}" if len(samplings) > 1 else ""
-            overrides = {**settings, **adam_only, "train.batch": batch, "train.sampling": sampling}
+            overrides = {**settings, **adam_only, "train.batch": batch, **_sampling_settings(sampling)}
             result = run_solve(problem, overrides, out / label.replace("=", "").replace(" ", "_").replace(",", ""), budget, args.device)
             row = {**_row(label, result, rule_size, args.target), "batch": batch, "sampling": sampling,
                    "initial_trace": traces.get(batch)}
