@@ -55,6 +55,7 @@ class TwoStageSampler(Sampler):
         return {"kind": "two-stage", "size": self.size, "draws": self.draws}
 
     def load_state_dict(self, state: dict) -> None:
+        self.refuse_foreign(state)
         self.draws = int(state["draws"])
 
 
