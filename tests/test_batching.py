@@ -149,3 +149,20 @@ def test_a_minibatch_gradient_reads_nothing_back(small_problem, sampling):
     with ReadBackDetector():
         for _ in range(3):
             minibatch_backward(assembly.terms, assembly.samplers, assembly.trial, torch.float64, plan.batches, plan.pieces)
+
+
+def test_neyman_term_allocation_moves_points_between_the_volume_and_a_neumann_face(tmp_path):
+    """A problem with a flux term: the training run re-splits the batch by the terms' noise."""
+    from conftest import SMALL_POISSON
+
+    text = SMALL_POISSON.replace('on = "all"\nvalue = "0"', 'on = ["xmin", "xmax", "ymin", "ymax", "zmin"]\nvalue = "auto"\n'
+                                 '[[bc]]\ntype = "neumann"\non = ["zmax"]\nvalue = "auto"')
+    assert "neumann" in text
+    problem = tmp_path / "flux.toml"
+    problem.write_text(text)
+    trainer = trainer_for(problem, {"train.term_allocation": "neyman", "train.boundary_batch": 256})
+    trainer.run()
+    plan = trainer.phases[0].optimizer.plan
+    assert sum(plan.batches) == 512 and plan.batches != [256, 256]
+    assert any("Neyman" in note for note in trainer.phases[0].optimizer.notes)
+    assert all(math.isfinite(r["loss"]) for r in trainer.history)
