@@ -2,7 +2,8 @@
 
 ``ProblemSpec -> Assembly``: the domain, the network (on the device, in the training dtype),
 the trial function (hard-BC ansatz around it), the physics (forms), the loss terms (each form
-on its training rule with its batch size) and their samplers, and the evaluation rule;
+on its training rule with its batch size) and their samplers (each rank's slice of one
+global batch when several ranks share the run), and the evaluation rule;
 :func:`build_trainer` adds the optimiser phases.  Below this module every constructor takes
 plain values (sizes, expressions, rules, tensors), never a piece of the problem-file schema.
 Nothing here reads files or trains.
@@ -17,6 +18,7 @@ from typing import Callable
 import torch
 
 from vpinn.calculus import flux_divergence
+from vpinn.distributed import LOCAL, Group, ShardedSampler
 from vpinn.evaluate import energy, relative_errors
 from vpinn.expressions import Expression
 from vpinn.fields.ansatz import HardDirichletAnsatz
@@ -54,14 +56,16 @@ class Assembly:
     samplers: list[UniformSampler]
     evaluation_rule: QuadratureRule
     chunk: int
+    group: Group = LOCAL
 
     def evaluate(self, dtype: torch.dtype) -> dict:
         """The loss functional on the evaluation rule (``energy``) and, with an exact solution,
-        the relative errors: the evaluation columns of a history row."""
+        the relative errors: the evaluation columns of a history row (summed over the ranks)."""
         result = {"energy": energy(on_volume_rule(self.terms, self.evaluation_rule), self.trial, self.chunk,
-                                   self.device, dtype)}
+                                   self.device, dtype, self.group)}
         if self.physics.exact is not None:
-            result.update(relative_errors(self.physics, self.trial, self.evaluation_rule, self.chunk, self.device, dtype))
+            result.update(relative_errors(self.physics, self.trial, self.evaluation_rule, self.chunk, self.device, dtype,
+                                          self.group))
         return result
 
 
@@ -77,21 +81,25 @@ def build_rule(spec: RuleSpec, mapping: ParameterMap) -> MappedRule:
     return SobolRule(mapping, spec.points, spec.seed)
 
 
-def assemble(spec: ProblemSpec, device: torch.device) -> Assembly:
+def assemble(spec: ProblemSpec, device: torch.device, group: Group = LOCAL) -> Assembly:
     """Everything a solve needs, with weights initialised from ``train.seed`` (in the first
-    phase's dtype)."""
+    phase's dtype), for this rank of ``group`` (every rank builds the same network and
+    identically seeded samplers, and keeps its slice of each batch)."""
     domain = build_domain(spec.domain)
     dtype = DTYPES[spec.train.phases[0].dtype]
     field = build_field(spec, domain, dtype).to(device)
     physics = PHYSICS[spec.pde.type](spec)
-    terms = [Term(physics.energy, build_rule(spec.quadrature.training, domain.volume_map()), spec.train.batch)]
+    terms = [Term(physics.energy, build_rule(spec.quadrature.training, domain.volume_map()),
+                  spec.train.batch_on(device.type))]
     for form in physics.loads:
         rule = ConcatRule([build_rule(spec.quadrature.boundary, domain.face_map(f)) for f in form.faces])
         terms.append(Term(form, rule, spec.train.boundary_batch))
     samplers = [UniformSampler(t.rule.size, device, spec.train.seed + 1 + k) for k, t in enumerate(terms)]
+    if group.size > 1:
+        samplers = [ShardedSampler(s, group) for s in samplers]
     evaluation_rule = build_rule(spec.quadrature.evaluation, domain.volume_map())
     return Assembly(device, dtype, domain, field, build_trial(spec, domain, field), physics, terms, samplers,
-                    evaluation_rule, spec.train.chunk)
+                    evaluation_rule, spec.train.chunk, group)
 
 
 def build_field(spec: ProblemSpec, domain: Domain, dtype: torch.dtype) -> Field:
@@ -111,14 +119,15 @@ def build_trainer(spec: ProblemSpec, assembly: Assembly, *, save: Callable[[dict
     registry with the phase's own options."""
     train = spec.train
     parameters = list(assembly.field.parameters())
-    problem = TrainingProblem(parameters, assembly.trial, assembly.terms, assembly.samplers, train.chunk, assembly.device)
+    problem = TrainingProblem(parameters, assembly.trial, assembly.terms, assembly.samplers, train.chunk, assembly.device,
+                              assembly.group)
     finish = build_rule(spec.quadrature.finish, assembly.domain.volume_map())
     phases, names = [], [p.optimizer for p in train.phases]
     for k, phase in enumerate(train.phases):
         on_rule, options = problem, optimizer_options(phase)
         if getattr(phase, "rule", "training") == "finish":
             on_rule = TrainingProblem(parameters, assembly.trial, on_volume_rule(assembly.terms, finish), [],
-                                      train.chunk, assembly.device)
+                                      train.chunk, assembly.device, assembly.group)
         if getattr(phase, "gram_rule", "training") == "finish":
             options["gram_rule"] = finish
         optimizer = OPTIMIZERS[phase.optimizer](on_rule, dtype=DTYPES[phase.dtype], steps=phase.steps, **options)
@@ -128,7 +137,8 @@ def build_trainer(spec: ProblemSpec, assembly: Assembly, *, save: Callable[[dict
                             train.log_every if minibatch else 1,
                             phase.eval_every or (train.eval_every if minibatch else 10), phase.time_share or None))
     return Trainer(phases, assembly.field, {"samplers": assembly.samplers}, assembly.evaluate, save=save,
-                   checkpoint_every=train.checkpoint_every, max_time=max_time or train.max_time, observer=observer)
+                   checkpoint_every=train.checkpoint_every, max_time=max_time or train.max_time, observer=observer,
+                   group=assembly.group)
 
 
 def fingerprint(spec: ProblemSpec) -> dict[str, str]:

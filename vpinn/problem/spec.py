@@ -23,6 +23,10 @@ from vpinn.geometry import Box, SphereOctant
 VALUE_CONDITIONS: frozenset[str] = frozenset({"dirichlet", "clamp"})
 
 
+#: ``train.batch`` where the file leaves it out: on CUDA a step costs about the same for every
+#: b <= 1e5 (kernel launches; H200: ~5 ms), so the default batch is large there
+DEFAULT_BATCH = {"cpu": 8192, "cuda": 131072}
+
 _BYTE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
                "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
@@ -490,10 +494,16 @@ class TrainSpec:
 
     ``memory_limit`` (e.g. ``"2GiB"``) replaces ``batch`` by the largest batch whose training
     steps fit in that much memory above the process's idle baseline (see :mod:`vpinn.measurement.budget`).
+    ``batch`` left out means :data:`DEFAULT_BATCH` of the device (:meth:`batch_on`).
+
+    Under ``torchrun`` (:mod:`vpinn.distributed`) ``batch`` and ``boundary_batch`` are per rank
+    (the global batch is K times larger); ``compression`` (with ``bits`` for ``"dither"``) is how
+    the ranks sum minibatch gradients, and ``compensate`` raises the batch by the dither's added
+    variance (:mod:`vpinn.distributed.compensate`).
     """
 
     steps: int = 2000
-    batch: int = 8192
+    batch: int | None = None
     boundary_batch: int = 1024
     lr: float = 1e-3
     warmup: int = 100
@@ -508,12 +518,22 @@ class TrainSpec:
     checkpoint_every: int = 500
     chunk: int = 65536
     memory_limit: str = ""
+    compression: Literal["none", "fp16", "bf16", "powersgd", "dither"] = "none"
+    bits: int = 6
+    compensate: bool = False
     lbfgs: LbfgsSpec = LbfgsSpec()
     phase: tuple[PhaseSpec, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("batch", "boundary_batch", "log_every", "eval_every", "checkpoint_every", "chunk"):
+        for name in ("boundary_batch", "log_every", "eval_every", "checkpoint_every", "chunk"):
             _at_least(1, name, getattr(self, name))
+        if self.batch is not None:
+            _at_least(1, "batch", self.batch)
+        if not 2 <= self.bits <= 16:
+            raise SpecError("bits", f"must be between 2 and 16, not {self.bits}")
+        if self.compensate and self.compression != "dither":
+            raise SpecError("compensate", f"needs compression = \"dither\" (the only one with a known added variance), "
+                                          f"not {self.compression!r}")
         for name in ("steps", "warmup"):
             if getattr(self, name) < 0:
                 raise SpecError(name, f"must not be negative, not {getattr(self, name)}")
@@ -543,6 +563,10 @@ class TrainSpec:
         lbfgs = self.lbfgs
         return adam, LbfgsPhase("lbfgs", lbfgs.iterations, lbfgs.history, lbfgs.tolerance, "finish", lbfgs.dtype,
                                 eval_every=max(1, lbfgs.iterations // 20))
+
+    def batch_on(self, device_type: str) -> int:
+        """The volume batch per step (per rank): ``batch``, or the device's default if left out."""
+        return self.batch if self.batch is not None else DEFAULT_BATCH[device_type]
 
     @property
     def memory_limit_bytes(self) -> int | None:

@@ -4,6 +4,12 @@
 ``full_loss_backward`` sums every term over its whole rule in chunks of ``chunk`` points and calls
 ``backward`` per chunk: the parameter gradients accumulate to exactly the gradient of the full
 sum, while only one chunk's graph is alive at a time, so peak memory is that of one chunk.
+
+With several ranks (a :class:`~vpinn.distributed.Group` of size K) every rank samples or sums
+its own part (its slice of each global batch; its share of each rule's chunks), and the
+gradients and losses are summed over the ranks, so every rank ends with the estimate or exact
+sum a single process would compute.  :func:`minibatch_backward` may compress that sum
+(``train.compression``); full-rule sums are always exact.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from typing import Sequence
 
 import torch
 
+from vpinn.distributed import LOCAL, Group, shared_chunks
 from vpinn.physics.base import Term, Trial, integrand
 from vpinn.sampling import UniformSampler
 
@@ -28,16 +35,34 @@ def minibatch_loss(
     return sum(parts.values()), parts
 
 
+def minibatch_backward(terms: Sequence[Term], samplers: Sequence[UniformSampler], trial: Trial, dtype: torch.dtype,
+                       parameters: Sequence[torch.Tensor], group: Group = LOCAL, *, key: int = 0,
+                       compress: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """:func:`minibatch_loss`, backpropagated into the ``parameters``' ``.grad`` and summed over
+    the ranks (through the group's compression hook if ``compress``; ``key`` seeds its draws);
+    returns the detached global loss and its terms."""
+    loss, parts = minibatch_loss(terms, samplers, trial, dtype)
+    loss.backward()
+    total, *values = group.sum_gradients(parameters, [loss.detach(), *(v.detach() for v in parts.values())], key=key,
+                                         compress=compress)
+    return total, dict(zip(parts, values))
+
+
 def full_loss_backward(terms: Sequence[Term], trial: Trial, chunk: int, device: torch.device,
-                       dtype: torch.dtype) -> torch.Tensor:
-    """The exact loss over the terms' whole rules (float64, detached); gradients accumulate in ``.grad``."""
+                       dtype: torch.dtype, group: Group = LOCAL) -> torch.Tensor:
+    """The exact loss over the terms' whole rules (float64, detached); gradients accumulate in
+    ``.grad``.  With several ranks each sums its share of the chunks, then the gradients of
+    ``trial.parameters()`` and the loss are summed over the ranks (so start from cleared
+    gradients: whatever ``.grad`` held before would be summed too)."""
     total = torch.zeros((), dtype=torch.float64, device=device)
     for term in terms:
-        for index in term.rule.chunks(chunk, device):
+        for index in shared_chunks(term.rule, chunk, device, group):
             batch = term.rule.take(index, dtype)
             loss = (batch.weights * integrand(term.form, trial, batch)).sum()
             loss.backward()
             total += loss.detach().double()
+    if group.size > 1:
+        (total,) = group.sum_gradients(trial.parameters(), [total])
     return total
 
 

@@ -1,16 +1,18 @@
 """Adam on minibatch estimates: sample -> estimate -> gradient -> clip -> schedule -> update.
 
 Each step samples every loss term's rule, reweights to an unbiased estimate of the loss,
-backpropagates, clips the gradient's global norm (``clip > 0``), sets the scheduled learning
-rate and takes an Adam step.  Nothing is read back to the host: the report's loss and gradient
-norm stay on the device until the loop logs them.
+backpropagates, sums the gradient over the ranks (compressed as ``train.compression`` says),
+clips the gradient's global norm (``clip > 0``), sets the scheduled learning rate and takes an
+Adam step (PyTorch's fused implementation on CUDA: one kernel for all parameters, no host
+synchronisation).  Nothing is read back to the host: the report's loss and gradient norm stay on
+the device until the loop logs them.
 """
 
 from __future__ import annotations
 
 import torch
 
-from vpinn.train.estimate import minibatch_loss
+from vpinn.train.estimate import minibatch_backward
 from vpinn.train.optimizers import StepReport, TrainingProblem
 from vpinn.train.schedules import Schedule
 
@@ -45,7 +47,7 @@ class Adam:
                  decay: str = "cosine", lr_final: float = 1e-5, clip: float = 0.0):
         self.problem, self.dtype, self.clip = problem, dtype, clip
         self.schedule = Schedule(lr, steps, warmup, decay, lr_final)
-        self.adam = torch.optim.Adam(problem.parameters, lr=lr)
+        self.adam = torch.optim.Adam(problem.parameters, lr=lr, fused=problem.device.type == "cuda")
         self.count = 0
 
     def step(self) -> StepReport:
@@ -54,13 +56,13 @@ class Adam:
         for group in self.adam.param_groups:
             group["lr"] = lr
         self.adam.zero_grad(set_to_none=True)
-        loss, parts = minibatch_loss(problem.terms, problem.samplers, problem.trial, self.dtype)
-        loss.backward()
+        loss, parts = minibatch_backward(problem.terms, problem.samplers, problem.trial, self.dtype, problem.parameters,
+                                         problem.group, key=self.count, compress=True)
         grad_norm = clip_by_global_norm(problem.parameters, self.clip)
         self.adam.step()
         self.count += 1
-        return StepReport(loss.detach(), grad_norm, lr, problem.terms[0].batch, problem.samplers[0].epochs,
-                          {name: value.detach() for name, value in parts.items()})
+        return StepReport(loss, grad_norm, lr, problem.terms[0].batch * problem.group.size, problem.samplers[0].epochs,
+                          parts)
 
     def state_dict(self) -> dict:
         return {"count": self.count, "adam": self.adam.state_dict()}

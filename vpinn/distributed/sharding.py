@@ -1,0 +1,61 @@
+"""Splitting the work of one estimate among the ranks: minibatches and full-rule sums.
+
+:class:`ShardedSampler` wraps the run's sampler: every rank holds an identically seeded copy,
+draws the same ``K b`` indices of one global batch from it and keeps its own slice of ``b``.
+The ranks' batches are therefore disjoint parts of one epoch, the factor is the global
+``N / (K b)``, and the sum of the ranks' estimates is exactly the estimate a single process
+would make from a batch of ``K b`` (the same points).  The wrapped sampler's state is the
+global one, so a checkpoint resumes with any number of ranks.
+
+:func:`shared_chunks` gives each rank a contiguous part of a rule in chunks; summed over the
+ranks (:func:`shared_total`) it is the whole rule's sum.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import torch
+
+from vpinn.distributed.group import Group
+from vpinn.quadrature.base import PointBatch, QuadratureRule
+
+
+class ShardedSampler:
+    """This rank's slice of the global batches of ``sampler`` (see the module docstring)."""
+
+    def __init__(self, sampler, group: Group):
+        self.sampler, self.group = sampler, group
+
+    @property
+    def epochs(self) -> float:
+        return self.sampler.epochs
+
+    def sample(self, batch: int) -> tuple[torch.Tensor, float]:
+        """This rank's ``batch`` indices of a global batch of ``K batch``, and the global factor."""
+        index, factor = self.sampler.sample(self.group.size * batch)
+        start = self.group.rank * batch
+        return index[start:start + batch], factor
+
+    def state_dict(self) -> dict:
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.load_state_dict(state)
+
+
+def shared_chunks(rule: QuadratureRule, chunk: int, device, group: Group) -> Iterator[torch.Tensor]:
+    """Index ranges of at most ``chunk`` points covering this rank's part of ``rule`` (one
+    empty range if the part is empty, so that every rank evaluates something of each shape)."""
+    start, stop = group.share(rule.size)
+    if start == stop:
+        yield torch.arange(0, device=device)
+    for first in range(start, stop, chunk):
+        yield torch.arange(first, min(first + chunk, stop), device=device)
+
+
+def shared_total(rule: QuadratureRule, fn: Callable[[PointBatch], torch.Tensor], chunk: int, device,
+                 dtype: torch.dtype, group: Group) -> torch.Tensor:
+    """``sum_i w_i fn(x_i)`` over the whole rule (float64, as :meth:`QuadratureRule.total`): each
+    rank sums its part, then the parts are summed over the ranks."""
+    return group.sum_(rule.total_over(fn, shared_chunks(rule, chunk, device, group), dtype))
