@@ -32,6 +32,7 @@ from vpinn.problem.spec import DomainSpec, ProblemSpec, RuleSpec, optimizer_opti
 from vpinn.quadrature import ConcatRule, GaussRule, MappedRule, QuadratureRule, SobolRule
 from vpinn.sampling import UniformSampler
 from vpinn.train import OPTIMIZERS, Observer, Phase, Trainer, TrainingProblem
+from vpinn.train.oom import OutOfMemoryBackoff
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -116,7 +117,8 @@ def build_trainer(spec: ProblemSpec, assembly: Assembly, *, save: Callable[[dict
                   max_time: float | None = None, observer: Observer | None = None) -> Trainer:
     """The training loop of ``[train]``: one :class:`~vpinn.train.loop.Phase` per entry of its
     schedule (:attr:`~vpinn.problem.spec.TrainSpec.phases`), each optimiser built from the
-    registry with the phase's own options."""
+    registry with the phase's own options; on CUDA, in a process on its own, each optimiser
+    halves its batch and chunk on out-of-memory and goes on (:mod:`vpinn.train.oom`)."""
     train = spec.train
     parameters = list(assembly.field.parameters())
     problem = TrainingProblem(parameters, assembly.trial, assembly.terms, assembly.samplers, train.chunk, assembly.device,
@@ -133,6 +135,8 @@ def build_trainer(spec: ProblemSpec, assembly: Assembly, *, save: Callable[[dict
         optimizer = OPTIMIZERS[phase.optimizer](on_rule, dtype=DTYPES[phase.dtype], steps=phase.steps, **options)
         minibatch = phase.optimizer == "adam"
         name = phase.optimizer if names.count(phase.optimizer) == 1 else f"{phase.optimizer}{names[:k].count(phase.optimizer) + 1}"
+        if assembly.device.type == "cuda" and assembly.group.size == 1:
+            optimizer = OutOfMemoryBackoff(optimizer, name)
         phases.append(Phase(name, optimizer, phase.steps, DTYPES[phase.dtype],
                             train.log_every if minibatch else 1,
                             phase.eval_every or (train.eval_every if minibatch else 10), phase.time_share or None))

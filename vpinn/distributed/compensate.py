@@ -8,8 +8,8 @@ to ``sigma_s^2 / (1 + r)``, so that the total, ``sigma_s^2 (1 / (1 + r) + r)``, 
 uncompressed ``sigma_s^2`` to first order in r.
 
 Both variances are measured once, before training, at the initial network, over ``rounds``
-independent global batches from separately seeded samplers (the training batches are left
-untouched): ``sigma_s^2`` is the mean over the coordinates of the sample variance of the
+independent global batches, each from its own seeded sampler (batches of one sampler's epoch
+are disjoint and so correlated; the training batches are left untouched): ``sigma_s^2`` is the mean over the coordinates of the sample variance of the
 exactly summed gradient estimates, and ``delta`` is the step the dither hook would take for
 them (the largest magnitude over the ranks divided by ``2^(bits-1) - 1``).  A process on its
 own sends nothing, so there ``sigma_q^2 = 0`` and the batch stays.
@@ -26,7 +26,7 @@ from vpinn.distributed.sharding import ShardedSampler
 from vpinn.sampling import UniformSampler
 from vpinn.train.estimate import flat_gradient, minibatch_loss
 
-#: seeds of the calibration samplers: train.seed + SEED_OFFSET + term index
+#: seeds of the calibration samplers: train.seed + SEED_OFFSET * (1 + round) + term index
 SEED_OFFSET = 7919
 
 
@@ -46,11 +46,12 @@ def calibrate(assembly, bits: int, seed: int, rounds: int = 8) -> Compensation:
     """Measure ``sigma_s^2`` and ``sigma_q^2`` for ``assembly`` (this rank of its group) at its
     current network and batch sizes, for dithering to ``bits`` bits (see the module docstring)."""
     group, parameters = assembly.group, list(assembly.field.parameters())
-    samplers = [UniformSampler(t.rule.size, assembly.device, seed + SEED_OFFSET + k) for k, t in enumerate(assembly.terms)]
-    if group.size > 1:
-        samplers = [ShardedSampler(s, group) for s in samplers]
     sums, steps = [], []
-    for _ in range(rounds):
+    for round_ in range(rounds):
+        samplers = [UniformSampler(t.rule.size, assembly.device, seed + SEED_OFFSET * (1 + round_) + k)
+                    for k, t in enumerate(assembly.terms)]
+        if group.size > 1:
+            samplers = [ShardedSampler(s, group) for s in samplers]
         for p in parameters:
             p.grad = None
         loss, _ = minibatch_loss(assembly.terms, samplers, assembly.trial, assembly.dtype)
