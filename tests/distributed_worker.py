@@ -1,7 +1,7 @@
 """One rank of the two-process runs of ``tests/test_distributed.py``, started by ``torchrun``.
 
-``python -m torch.distributed.run --standalone --nproc_per_node=2 tests/distributed_worker.py PROBLEM OUT``
-runs, on every rank, in one process group:
+``python -m torch.distributed.run --standalone --nproc_per_node=2 tests/distributed_worker.py PROBLEM PHASES OUT``
+runs, on every rank, in one process group (PHASES: a problem file with ``[[train.phase]]``):
 
 1. the first ``STEPS`` of ``2 STEPS`` float64 Adam steps at a per-rank batch of ``BATCH``, then a
    stop as after Ctrl-C (rank 0 writes ``two.pt``);
@@ -9,7 +9,9 @@ runs, on every rank, in one process group:
 3. ``COMPRESSION_STEPS`` steps for each compression hook (rank 0 writes ``<name>.json``);
 4. a long run under the command layer's Ctrl-C handler: once it is training, rank 1 writes its
    process id to ``ready``, and the test sends SIGINT to that rank alone (each rank writes
-   ``interrupt_<rank>.json``, rank 0 the checkpoint ``interrupted.pt``).
+   ``interrupt_<rank>.json``, rank 0 the checkpoint ``interrupted.pt``);
+5. Adam, then ENGD, MSQN and L-BFGS steps on exact full-rule gradients and Gram matrices summed
+   over the ranks (rank 0 writes ``second_order.pt``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ STEPS, BATCH = 12, 128
 COMPRESSION_STEPS = 40
 EXACT = {"train.batch": BATCH, "train.dtype": "float64", "train.steps": 2 * STEPS, "train.checkpoint_every": 1000}
 TIMED = {"train.steps": 10**6, "train.eval_every": 10**6, "train.checkpoint_every": 10**6, "train.log_every": 10**6}
+#: a few steps of every optimiser (float64), after a short Adam start
+SECOND_ORDER = {"train.batch": BATCH, "train.phase": [
+    {"optimizer": "adam", "steps": 10, "lr": 1e-2, "warmup": 2, "dtype": "float64"},
+    {"optimizer": "engd", "steps": 3}, {"optimizer": "msqn", "steps": 3}, {"optimizer": "lbfgs", "steps": 3}]}
 COMPRESSED = {"model.width": 32, "train.steps": COMPRESSION_STEPS, "train.lr": 1e-2, "train.log_every": 5,
               "train.eval_every": 1000, "train.checkpoint_every": 1000}
 
@@ -69,7 +75,7 @@ def trainer(problem: str, overrides: dict, group, **options):
     return build_trainer(spec, assemble(spec, torch.device("cpu"), group), **options)
 
 
-def main(problem: str, out: Path) -> None:
+def main(problem: str, phases: str, out: Path) -> None:
     group = start(torch.device("cpu"))
     try:
         exact = trainer(problem, EXACT, group, observer=StopAfter(STEPS))
@@ -90,9 +96,13 @@ def main(problem: str, out: Path) -> None:
         with ReportsReady(out / "ready" if group.rank == 1 else None) as observer:
             stopped = trainer(problem, TIMED, group, observer=observer, save=save).run()
         (out / f"interrupt_{group.rank}.json").write_text(json.dumps({"status": stopped.status, "steps": stopped.steps}))
+        second = trainer(phases, SECOND_ORDER, group)
+        second.run()
+        if group.is_root:
+            save_checkpoint(out / "second_order.pt", {**second.state_dict(), "world_size": group.size})
     finally:
         finish(group)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], Path(sys.argv[2]))
+    main(sys.argv[1], sys.argv[2], Path(sys.argv[3]))

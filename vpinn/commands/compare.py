@@ -47,16 +47,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="wall-clock budget of each setting's training (default: train.max_time, else 120)")
 
 
-def _inline(value) -> str:
+def inline(value) -> str:
     """``value`` (dicts, lists, strings, numbers) as TOML inline text, for ``--set``."""
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{key} = {_inline(item)}" for key, item in value.items()) + "}"
+        return "{" + ", ".join(f"{key} = {inline(item)}" for key, item in value.items()) + "}"
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_inline(item) for item in value) + "]"
+        return "[" + ", ".join(inline(item) for item in value) + "]"
     return json.dumps(value) if isinstance(value, str) else repr(value).lower() if isinstance(value, bool) else repr(value)
 
 
-def _warm_start(spec: ProblemSpec) -> AdamPhase:
+def warm_start(spec: ProblemSpec) -> AdamPhase:
     first = spec.train.phases[0]
     if not isinstance(first, AdamPhase):
         raise VpinnError(f"compare: {spec.name}'s first training phase is {first.optimizer}, not the Adam warm start")
@@ -65,7 +65,7 @@ def _warm_start(spec: ProblemSpec) -> AdamPhase:
 
 def schedule(spec: ProblemSpec, setting: str) -> list[dict]:
     """The phases (as problem-file tables) of one setting; see the module docstring."""
-    adam = _warm_start(spec)
+    adam = warm_start(spec)
     start = {**dataclasses.asdict(adam), "time_share": 0.0}
     engd = next((p for p in spec.train.phases if p.optimizer == "engd"), None)
     after = {
@@ -87,7 +87,7 @@ def schedule(spec: ProblemSpec, setting: str) -> list[dict]:
 def _run_setting(problem: str, settings: dict, phases: list[dict], out: Path, budget: float,
                  device: str | None) -> dict:
     overrides = [item for key, value in {**settings, "train.phase": phases}.items()
-                 for item in ("--set", f"{key}={_inline(value)}")]
+                 for item in ("--set", f"{key}={inline(value)}")]
     command = [sys.executable, "-m", "vpinn.commands", "solve", problem, "--quiet", "--out", str(out),
                "--max-time", repr(budget), *(["--device", device] if device else []), *overrides]
     done = subprocess.run(command, capture_output=True, text=True)

@@ -33,18 +33,6 @@ Tensor = torch.Tensor
 REASONS = (None, "converged", "time limit", "interrupted")
 
 
-def _flat_gradients(parameters: Sequence[Tensor]) -> Tensor:
-    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in parameters])
-
-
-def _scatter_gradients(parameters: Sequence[Tensor], flat: Tensor) -> None:
-    """Set each parameter's ``.grad`` to its slice of ``flat``."""
-    offset = 0
-    for p in parameters:
-        p.grad = flat[offset:offset + p.numel()].view_as(p)
-        offset += p.numel()
-
-
 class Group:
     """One process on its own: rank 0 of 1; every collective returns its input."""
 
@@ -83,15 +71,12 @@ class Group:
         """Every rank's rows (r_k, ...) stacked in rank order (zero rows pad ranks with fewer)."""
         return rows
 
-    def sum_gradients(self, parameters: Sequence[Tensor], scalars: Sequence[Tensor] = (), *, key: int = 0,
-                      compress: bool = False) -> list[Tensor]:
-        """Sum the parameters' ``.grad`` over the ranks (through the compression hook if
-        ``compress``, exactly otherwise) and return ``scalars`` (0-d) summed exactly.
-
-        ``key`` (e.g. the optimiser's step count) seeds what a hook draws at random, the same on
-        every rank and again on a resumed run.
-        """
-        return list(scalars)
+    def compressed_sum_(self, flat: Tensor, shapes: Sequence[torch.Size], key: int) -> Tensor:
+        """The flat gradient (P,) of parameters of ``shapes`` summed over the ranks through the
+        compression hook (``train.compression``), in place where the hook allows; ``key`` (e.g.
+        the optimiser's step count) seeds what the hook draws at random, the same on every rank
+        and again on a resumed run."""
+        return flat
 
 
 class ProcessGroup(Group):
@@ -139,21 +124,12 @@ class ProcessGroup(Group):
         self.bytes_sent += padded.numel() * padded.element_size()
         return torch.cat(parts)
 
-    def sum_gradients(self, parameters: Sequence[Tensor], scalars: Sequence[Tensor] = (), *, key: int = 0,
-                      compress: bool = False) -> list[Tensor]:
-        flat = _flat_gradients(parameters)
-        if compress:
-            if self.hook is None:
-                self.hook = COMPRESSIONS[self.compression]([p.shape for p in parameters], self.bits, self.seed)
-            flat, sent = self.hook(self, flat, key)
-            self.bytes_sent += sent
-        else:
-            self.sum_(flat)
-        _scatter_gradients(parameters, flat)
-        if not scalars:
-            return []
-        values = self.sum_(torch.stack([s.detach().to(torch.float64).reshape(()) for s in scalars]))
-        return [v.to(s.dtype) for v, s in zip(values.unbind(), scalars)]
+    def compressed_sum_(self, flat: Tensor, shapes: Sequence[torch.Size], key: int) -> Tensor:
+        if self.hook is None:
+            self.hook = COMPRESSIONS[self.compression](list(shapes), self.bits, self.seed)
+        flat, sent = self.hook(self, flat, key)
+        self.bytes_sent += sent
+        return flat
 
 
 #: the group of a process run on its own

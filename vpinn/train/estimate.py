@@ -43,8 +43,8 @@ def minibatch_backward(terms: Sequence[Term], samplers: Sequence[UniformSampler]
     returns the detached global loss and its terms."""
     loss, parts = minibatch_loss(terms, samplers, trial, dtype)
     loss.backward()
-    total, *values = group.sum_gradients(parameters, [loss.detach(), *(v.detach() for v in parts.values())], key=key,
-                                         compress=compress)
+    total, *values = sum_gradients(parameters, group, [loss.detach(), *(v.detach() for v in parts.values())], key=key,
+                                   compress=compress)
     return total, dict(zip(parts, values))
 
 
@@ -61,11 +61,29 @@ def full_loss_backward(terms: Sequence[Term], trial: Trial, chunk: int, device: 
             loss = (batch.weights * integrand(term.form, trial, batch)).sum()
             loss.backward()
             total += loss.detach().double()
-    if group.size > 1:
-        (total,) = group.sum_gradients(trial.parameters(), [total])
+    (total,) = sum_gradients(trial.parameters(), group, [total])
     return total
 
 
 def flat_gradient(parameters: Sequence[torch.Tensor]) -> torch.Tensor:
     """The parameters' ``.grad`` as one flat vector, in the given order (zeros where None)."""
     return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in parameters])
+
+
+def sum_gradients(parameters: Sequence[torch.Tensor], group: Group, scalars: Sequence[torch.Tensor] = (), *,
+                  key: int = 0, compress: bool = False) -> list[torch.Tensor]:
+    """Sum the parameters' ``.grad`` over the ranks of ``group`` (through its compression hook
+    if ``compress``, exactly otherwise; ``key`` seeds the hook's draws) and return ``scalars``
+    (0-d) summed exactly; a process on its own has nothing to do."""
+    if group.size == 1:
+        return list(scalars)
+    flat = flat_gradient(parameters)
+    flat = group.compressed_sum_(flat, [p.shape for p in parameters], key) if compress else group.sum_(flat)
+    offset = 0
+    for p in parameters:
+        p.grad = flat[offset:offset + p.numel()].view_as(p)
+        offset += p.numel()
+    if not scalars:
+        return []
+    values = group.sum_(torch.stack([s.detach().to(torch.float64).reshape(()) for s in scalars]))
+    return [v.to(s.dtype) for v, s in zip(values.unbind(), scalars)]

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 
 from vpinn.physics.base import integrand
-from vpinn.train.estimate import flat_gradient, full_loss_backward
+from vpinn.train.estimate import flat_gradient, full_loss_backward, sum_gradients
 from vpinn.train.optimizers import StepReport, TrainingProblem
 
 
@@ -120,7 +120,7 @@ class Msqn:
             total = sum(factor * (batch.weights * integrand(term.form, problem.trial, batch)).sum()
                         for term, batch, factor in drawn)
             total.backward()
-            (total,) = problem.group.sum_gradients(problem.parameters, [total.detach()])
+            (total,) = sum_gradients(problem.parameters, problem.group, [total.detach()])
             loss = float(total)
             self.passes += self.batch / problem.terms[0].rule.size
         return loss, flat_gradient(problem.parameters)
