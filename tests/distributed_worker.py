@@ -90,7 +90,9 @@ def main(problem: str, phases: str, out: Path) -> None:
             result = run.run()
             if group.is_root:
                 parameters = sum(p.numel() for p in run.network.parameters())
-                (out / f"{name}.json").write_text(json.dumps({"history": result.history, "parameters": parameters}))
+                tensors = len(list(run.network.parameters()))
+                (out / f"{name}.json").write_text(json.dumps({"history": result.history, "parameters": parameters,
+                                                              "tensors": tensors}))
         save = (lambda state: save_checkpoint(out / "interrupted.pt", {**state, "world_size": group.size})) \
             if group.is_root else None
         with ReportsReady(out / "ready" if group.rank == 1 else None) as observer:

@@ -128,13 +128,13 @@ def test_a_time_limit_on_one_rank_stops_both_at_the_same_step(two_ranks):
 def test_compressed_runs_train_and_report_the_bytes_they_send(two_ranks, name):
     """The loss falls over COMPRESSION_STEPS steps, and each logged step reports its payload:
     2 bytes per coordinate for fp16/bf16, a low-rank fraction for powersgd after its 10
-    uncompressed steps, 1 byte (int8 codes) plus the float32 maximum for dither; plus the loss
-    and its term summed exactly in float64 (16 bytes)."""
+    uncompressed steps, 1 byte (int8 codes) plus one float32 maximum per parameter tensor for
+    dither; plus the loss and its term summed exactly in float64 (16 bytes)."""
     run = json.loads((two_ranks / f"{name}.json").read_text())
     history, parameters = run["history"], run["parameters"]
     assert history[-1]["loss"] < history[0]["loss"] - 0.1 * abs(history[0]["loss"])
     last = history[-1]["comm_bytes"]
-    expected = {"fp16": 2 * parameters + 16, "bf16": 2 * parameters + 16, "dither": parameters + 4 + 16}
+    expected = {"fp16": 2 * parameters + 16, "bf16": 2 * parameters + 16, "dither": parameters + 4 * run["tensors"] + 16}
     if name == "powersgd":
         assert history[0]["comm_bytes"] == 4 * parameters + 16  # before its start: plain float32 sums
         assert 16 < last < 0.5 * 4 * parameters

@@ -93,20 +93,21 @@ class PowerSgd:
 
 
 class Dither:
-    """Subtractive-dithered quantisation to ``bits`` bits (see :mod:`vpinn.distributed.dither`);
-    the dithers of step ``key`` come from a generator seeded from ``(seed, key)``."""
+    """Subtractive-dithered quantisation to ``bits`` bits with one step per parameter tensor (of
+    ``shapes``; see :mod:`vpinn.distributed.dither`); the dithers of step ``key`` come from a
+    generator seeded from ``(seed, key)``."""
 
-    def __init__(self, bits: int, seed: int):
-        self.bits, self.seed = bits, seed
+    def __init__(self, shapes: Sequence[torch.Size], bits: int, seed: int):
+        self.sizes, self.bits, self.seed = [shape.numel() for shape in shapes], bits, seed
 
     def generator(self, key: int, device: torch.device) -> torch.Generator:
         """The dither generator of step ``key``, identical on every rank."""
         return torch.Generator(device=device).manual_seed((self.seed * 0x9E3779B97F4A7C15 + key) % (1 << 63))
 
     def __call__(self, group, flat: Tensor, key: int) -> tuple[Tensor, int]:
-        largest = flat.abs().amax().reshape(1)
+        largest = dither.tensor_maxima(flat, self.sizes)
         dist.all_reduce(largest, op=dist.ReduceOp.MAX)
-        delta = dither.step_size(largest, self.bits)
+        delta = dither.per_coordinate(dither.step_size(largest, self.bits), self.sizes)
         noise = dither.dithers(self.generator(key, flat.device), group.size, flat.numel(), flat.dtype, flat.device)
         codes = dither.encode(flat, delta, noise[group.rank], dither.transport_dtype(self.bits, group.size))
         dist.all_reduce(codes)
@@ -120,5 +121,5 @@ COMPRESSIONS: dict[str, Callable[[Sequence[torch.Size], int, int], Hook]] = {
     "fp16": lambda shapes, bits, seed: cast_hook(default_hooks.fp16_compress_hook, 2),
     "bf16": lambda shapes, bits, seed: cast_hook(default_hooks.bf16_compress_hook, 2),
     "powersgd": lambda shapes, bits, seed: PowerSgd(shapes, seed),
-    "dither": lambda shapes, bits, seed: Dither(bits, seed),
+    "dither": lambda shapes, bits, seed: Dither(shapes, bits, seed),
 }

@@ -14,7 +14,9 @@ the run's seed and the step), so each rank can subtract their sum exactly.  Then
 this error is uniform on ``(-delta/2, delta/2)`` and independent of ``g_r`` (Schuchman's
 condition): the quantised sum is unbiased and adds variance ``K delta^2 / 12`` per coordinate.
 
-``delta = max_r |g_r|_inf / L`` with ``L = 2^(bits-1) - 1`` keeps every code in ``[-L, L]``.
+Each parameter tensor t has its own step ``delta_t = max_r |g_{r,t}|_inf / L`` with
+``L = 2^(bits-1) - 1``, which keeps every code in ``[-L, L]`` (one step for the whole gradient
+would be set by its largest entries and swamp the tensors whose gradients are small).
 The codes travel in the narrowest type in which their sum is exact: int8 while ``K L <= 127``,
 float16 (exact for integers up to 2048) while ``K L <= 2048``, else float32.
 """
@@ -38,8 +40,18 @@ def transport_dtype(bits: int, ranks: int) -> torch.dtype:
 
 
 def step_size(largest: Tensor, bits: int) -> Tensor:
-    """``delta`` for coordinates of magnitude at most ``largest`` (a device scalar; never 0)."""
+    """``delta`` for coordinates of magnitude at most ``largest`` (device values; never 0)."""
     return (largest / levels(bits)).clamp_min(torch.finfo(largest.dtype).tiny)
+
+
+def tensor_maxima(flat: Tensor, sizes: list[int]) -> Tensor:
+    """``max |g_t|`` (T,) of each parameter tensor's segment of the flat gradient (sizes sum to P)."""
+    return torch.stack([segment.abs().amax() for segment in flat.split(sizes)])
+
+
+def per_coordinate(steps: Tensor, sizes: list[int]) -> Tensor:
+    """The tensors' steps (T,) repeated over their coordinates (P,)."""
+    return torch.repeat_interleave(steps, torch.tensor(sizes, device=steps.device), output_size=sum(sizes))
 
 
 def dithers(generator: torch.Generator, ranks: int, size: int, dtype: torch.dtype, device) -> Tensor:
