@@ -7,6 +7,7 @@ its encode/decode functions with many simulated ranks and rounds.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import os
@@ -311,3 +312,30 @@ def test_a_batch_too_large_for_the_card_is_halved_until_it_fits(small_problem):
     with pytest.warns(VpinnWarning, match="CUDA out of memory in a adam step"):
         result = trainer.run()
     assert result.steps == {"adam": 2} and trainer.phases[0].optimizer.problem.terms[0].batch < too_large
+
+
+def test_scale_refuses_unknown_compressions_and_too_few_steps_in_one_line(small_problem, capsys):
+    from vpinn.commands import main
+
+    assert main(["scale", str(small_problem), "--compression", "none,zip"]) == 2
+    assert main(["scale", str(small_problem), "--steps", "5"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == ["error: --compression: unknown compression 'zip' (choose from none, fp16, bf16, powersgd, dither)",
+                     "error: --steps: at least 20, so that two logged steps time the run, not 5"]
+
+
+@pytest.mark.slow
+def test_scale_writes_a_row_per_process_count_and_compression(tmp_path):
+    """``run.py scale`` on the small problem: one row for one process, one per compression for
+    two, each with its time, throughput, bytes and error after the same steps."""
+    (tmp_path / "phases.toml").write_text(PHASES)
+    done = subprocess.run([sys.executable, str(REPO / "run.py"), "scale", "phases.toml", "--nproc", "1,2",
+                           "--compression", "none,dither", "--steps", "20", "--out", "scale"],
+                          capture_output=True, text=True, cwd=tmp_path, env=_environment(), timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    with open(tmp_path / "scale" / "scale.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["nproc"], r["compression"]) for r in rows] == [("1", "none"), ("2", "none"), ("2", "dither")]
+    assert [int(r["global_batch"]) for r in rows] == [256, 512, 512]
+    assert int(rows[0]["bytes_per_step"]) == 0 < int(rows[2]["bytes_per_step"]) < int(rows[1]["bytes_per_step"])
+    assert all(float(r["ms_per_step"]) > 0 and float(r["rel_l2"]) < 1 and r["steps"] == "20" for r in rows)

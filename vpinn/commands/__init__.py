@@ -17,6 +17,7 @@ import sys
 import warnings
 
 from vpinn.commands import bench, compare, memory, scale, solve
+from vpinn.distributed.launch import launch_rank
 from vpinn.errors import VpinnError, VpinnWarning
 
 #: command -> (help, module with DESCRIPTION, add_arguments and run)
@@ -58,7 +59,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         return COMMANDS[args.command][1].run(args)
     except VpinnError as err:
-        print(f"error: {err}", file=sys.stderr)
+        if launch_rank() == 0:  # under torchrun every rank meets the same error: one line, from rank 0
+            print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -117,7 +117,7 @@ def _solve(problem_path: str | Path, spec: ProblemSpec, device: torch.device, gr
                        "calibrated_bytes_per_point": estimate.per_point, "calibrated_fixed_bytes": estimate.fixed}
     assembly = assemble(spec, device, group)
     if spec.train.compensate:
-        calibration.update(compensate_batch(spec, assembly, echo))
+        calibration.update(_compensate_batch(spec, assembly, echo))
     if group.is_root:
         out.mkdir(parents=True, exist_ok=True)
         settings = "".join(f"# run with --set {key}={value!r}\n" for key, value in options.overrides.items())
@@ -168,7 +168,7 @@ def _ranks_then_now(state: dict, group: Group) -> str:
     return "" if before == group.size else f"; written by {before} rank{'s' * (before > 1)}, now {group.size}"
 
 
-def compensate_batch(spec: ProblemSpec, assembly: Assembly, echo: Callable[[str], None]) -> dict:
+def _compensate_batch(spec: ProblemSpec, assembly: Assembly, echo: Callable[[str], None]) -> dict:
     """``train.compensate``: raise every term's per-rank batch by the measured factor
     ``1 + sigma_q^2 / sigma_s^2`` (:mod:`vpinn.distributed.compensate`); returns summary entries."""
     measured = calibrate(assembly, spec.train.bits, spec.train.seed)

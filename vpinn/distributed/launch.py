@@ -27,6 +27,11 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def launch_rank() -> int:
+    """This process's rank among those ``torchrun`` started (0 when not started by it)."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def rank_device(device: torch.device) -> torch.device:
     """The device of this rank: ``cuda:LOCAL_RANK`` for CUDA under ``torchrun``, else ``device``."""
     if device.type == "cuda" and world_size() > 1:

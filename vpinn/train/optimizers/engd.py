@@ -107,7 +107,7 @@ class Engd:
             elif part:
                 loss = loss + minibatch_backward(part, samplers, problem.trial, self.dtype, self.parameters, group)[0]
             gradients.append(flat_gradient(self.parameters))
-        self.passes += 1 if self.gradient_points == 0 else self.gradient_points / self.volume.rule.size
+        self.passes += 1 if self.gradient_points == 0 else self.gradient_points * group.size / self.volume.rule.size
         return loss, gradients[0], gradients[0] + gradients[1]
 
     def _direction(self, pieces: list[CurvatureChunk], rows: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
@@ -211,7 +211,8 @@ class Engd:
                        direction, eta)
         self._adapt_damping(eta)
         return StepReport(float(loss), float(gradient.norm()), eta,
-                          self.volume.rule.size if self.gradient_points == 0 else self.gradient_points, self.passes)
+                          self.volume.rule.size if self.gradient_points == 0 else self.gradient_points * self.problem.group.size,
+                          self.passes)
 
     def _adapt_damping(self, eta: float) -> None:
         """Levenberg-Marquardt on the damping's factor ``boost``: divided by 4 after a full step

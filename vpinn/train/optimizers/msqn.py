@@ -122,7 +122,7 @@ class Msqn:
             total.backward()
             (total,) = sum_gradients(problem.parameters, problem.group, [total.detach()])
             loss = float(total)
-            self.passes += self.batch / problem.terms[0].rule.size
+            self.passes += self.batch * problem.group.size / problem.terms[0].rule.size
         return loss, flat_gradient(problem.parameters)
 
     def _direction(self, gradient: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
@@ -149,7 +149,7 @@ class Msqn:
             self._set(theta)
             self.secant = MultiSecant(self.secant.memory, self.secant.regularisation)
             length = 0.0
-        points = self.problem.terms[0].rule.size if self.batch == 0 else self.batch
+        points = self.problem.terms[0].rule.size if self.batch == 0 else self.batch * self.problem.group.size
         return StepReport(loss, float(gradient.norm()), length, points, self.passes)
 
     def state_dict(self) -> dict:
