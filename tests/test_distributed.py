@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -243,41 +244,47 @@ def test_a_file_without_a_batch_gets_the_devices_default(tmp_path):
     path.write_text(SMALL_POISSON.replace("batch = 256\n", ""))
     spec = load_problem(path)
     assert spec.train.batch is None
-    assert spec.train.batch_on("cpu") == DEFAULT_BATCH["cpu"] == 8192
-    assert spec.train.batch_on("cuda") == DEFAULT_BATCH["cuda"] > 10 * DEFAULT_BATCH["cpu"]
-    assert load_problem(path, {"train.batch": 100}).train.batch_on("cuda") == 100
+    assert spec.train.on_device("cpu").batch == DEFAULT_BATCH["cpu"] == 8192
+    assert spec.train.on_device("cuda").batch == DEFAULT_BATCH["cuda"] > 10 * DEFAULT_BATCH["cpu"]
+    assert load_problem(path, {"train.batch": 100}).train.on_device("cuda").batch == 100
+    assert assemble(spec, torch.device("cpu")).terms[0].batch == 8192
 
 
 class _RunsOutOfMemory:
-    """An optimiser whose first ``failures`` steps raise CUDA's out-of-memory error."""
+    """An optimiser whose first ``failures`` steps raise CUDA's out-of-memory error; with
+    ``batch`` it has a batch plan (a minibatch phase), else only a chunk (a full-rule phase)."""
 
-    def __init__(self, problem: TrainingProblem, failures: int):
-        self.problem, self.failures, self.batches = problem, failures, []
+    def __init__(self, problem: TrainingProblem, failures: int, batch: int | None = None):
+        self.problem, self.failures, self.seen = problem, failures, []
+        if batch is not None:
+            self.plan = SimpleNamespace(micro=2**62, batches=[batch])
 
     def step(self) -> StepReport:
-        self.batches.append(self.problem.terms[0].batch)
+        self.seen.append(self.plan.micro if hasattr(self, "plan") else self.problem.chunk)
         if self.failures:
             self.failures -= 1
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
-        return StepReport(0.0, 0.0, 1.0, self.problem.terms[0].batch)
+        return StepReport(0.0, 0.0, 1.0, 0)
 
 
-def test_out_of_memory_halves_the_batch_and_chunk_says_so_in_one_line_and_goes_on(small_problem):
+def test_out_of_memory_halves_the_micro_batch_or_chunk_says_so_in_one_line_and_goes_on(small_problem):
     from conftest import assembled
 
     _, assembly = assembled(small_problem)
     problem = TrainingProblem(list(assembly.field.parameters()), assembly.trial, assembly.terms, assembly.samplers,
                               1000, torch.device("cpu"))
-    inner = _RunsOutOfMemory(problem, failures=2)
+    minibatch, full = _RunsOutOfMemory(problem, failures=2, batch=256), _RunsOutOfMemory(problem, failures=1)
     with pytest.warns(VpinnWarning) as caught:
-        report = OutOfMemoryBackoff(inner, "adam").step()
-    assert inner.batches == [256, 128, 64] and report.points == 64 and inner.problem.chunk == 250
-    assert [str(w.message) for w in caught][0] == \
-        "CUDA out of memory in a adam step: batch 256 -> 128, chunk 1,000 -> 500; going on"
-    assert all("\n" not in str(w.message) for w in caught)
-    smallest = dataclasses.replace(problem, chunk=1, terms=[dataclasses.replace(t, batch=1) for t in problem.terms])
+        OutOfMemoryBackoff(minibatch, "adam").step()
+        OutOfMemoryBackoff(full, "engd").step()
+    assert minibatch.seen == [2**62, 128, 64] and minibatch.plan.batches == [256]  # the same batch, in pieces
+    assert full.seen == [1000, 500] and full.problem.chunk == 500
+    assert [str(w.message) for w in caught] == [
+        "CUDA out of memory in a adam step: micro-batch 256 -> 128 points; going on",
+        "CUDA out of memory in a adam step: micro-batch 128 -> 64 points; going on",
+        "CUDA out of memory in a engd step: chunk 1,000 -> 500 points; going on"]
     with pytest.raises(torch.OutOfMemoryError):  # nothing left to halve: the error ends the run
-        OutOfMemoryBackoff(_RunsOutOfMemory(smallest, failures=1), "adam").step()
+        OutOfMemoryBackoff(_RunsOutOfMemory(dataclasses.replace(problem, chunk=1), failures=1), "engd").step()
 
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(),
@@ -311,7 +318,7 @@ def test_a_batch_too_large_for_the_card_is_halved_until_it_fits(small_problem):
     trainer = _cuda_trainer(small_problem, {"train.batch": too_large, "train.steps": 2})
     with pytest.warns(VpinnWarning, match="CUDA out of memory in a adam step"):
         result = trainer.run()
-    assert result.steps == {"adam": 2} and trainer.phases[0].optimizer.problem.terms[0].batch < too_large
+    assert result.steps == {"adam": 2} and trainer.phases[0].optimizer.optimizer.plan.micro < too_large
 
 
 def test_scale_refuses_unknown_compressions_and_too_few_steps_in_one_line(small_problem, capsys):

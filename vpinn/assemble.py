@@ -30,8 +30,9 @@ from vpinn.physics import elasticity, poisson
 from vpinn.physics.base import Physics, Term, is_zero, on_volume_rule
 from vpinn.problem.spec import DomainSpec, ProblemSpec, RuleSpec, optimizer_options
 from vpinn.quadrature import ConcatRule, GaussRule, MappedRule, QuadratureRule, SobolRule
-from vpinn.sampling import UniformSampler
+from vpinn.sampling import Sampler, make_sampler
 from vpinn.train import OPTIMIZERS, Observer, Phase, Trainer, TrainingProblem
+from vpinn.train.batching import BatchPlan, fit
 from vpinn.train.oom import OutOfMemoryBackoff
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -54,7 +55,7 @@ class Assembly:
     trial: HardDirichletAnsatz
     physics: Physics
     terms: list[Term]
-    samplers: list[UniformSampler]
+    samplers: list[Sampler]
     evaluation_rule: QuadratureRule
     chunk: int
     group: Group = LOCAL
@@ -90,14 +91,19 @@ def assemble(spec: ProblemSpec, device: torch.device, group: Group = LOCAL) -> A
     dtype = DTYPES[spec.train.phases[0].dtype]
     field = build_field(spec, domain, dtype).to(device)
     physics = PHYSICS[spec.pde.type](spec)
-    terms = [Term(physics.energy, build_rule(spec.quadrature.training, domain.volume_map()),
-                  spec.train.batch_on(device.type))]
+    train = spec.train.on_device(device.type)
+    rules = [(physics.energy, build_rule(spec.quadrature.training, domain.volume_map()), train.initial_batch)]
     for form in physics.loads:
         rule = ConcatRule([build_rule(spec.quadrature.boundary, domain.face_map(f)) for f in form.faces])
-        terms.append(Term(form, rule, spec.train.boundary_batch))
-    samplers = [UniformSampler(t.rule.size, device, spec.train.seed + 1 + k) for k, t in enumerate(terms)]
-    if group.size > 1:
-        samplers = [ShardedSampler(s, group) for s in samplers]
+        rules.append((form, rule, train.boundary_batch))
+    terms, samplers = [], []
+    for k, (form, rule, batch) in enumerate(rules):
+        sampler = make_sampler(train.sampling, rule, device, train.seed + 1 + k, strata=train.strata or max(1, batch // 4),
+                               allocation=train.allocation, refresh_every=train.refresh_every, mix=train.uniform_mix)
+        if group.size > 1:
+            sampler = ShardedSampler(sampler, group)
+        terms.append(Term(form, rule, fit(batch, sampler)))
+        samplers.append(sampler)
     evaluation_rule = build_rule(spec.quadrature.evaluation, domain.volume_map())
     return Assembly(device, dtype, domain, field, build_trial(spec, domain, field), physics, terms, samplers,
                     evaluation_rule, spec.train.chunk, group)
@@ -132,8 +138,10 @@ def build_trainer(spec: ProblemSpec, assembly: Assembly, *, save: Callable[[dict
                                       train.chunk, assembly.device, assembly.group)
         if getattr(phase, "gram_rule", "training") == "finish":
             options["gram_rule"] = finish
-        optimizer = OPTIMIZERS[phase.optimizer](on_rule, dtype=DTYPES[phase.dtype], steps=phase.steps, **options)
         minibatch = phase.optimizer == "adam"
+        if minibatch:
+            options.update(plan=batch_plan(spec, assembly), diagnose_every=train.log_every)
+        optimizer = OPTIMIZERS[phase.optimizer](on_rule, dtype=DTYPES[phase.dtype], steps=phase.steps, **options)
         name = phase.optimizer if names.count(phase.optimizer) == 1 else f"{phase.optimizer}{names[:k].count(phase.optimizer) + 1}"
         if assembly.device.type == "cuda" and assembly.group.size == 1:
             optimizer = OutOfMemoryBackoff(optimizer, name)
@@ -145,6 +153,16 @@ def build_trainer(spec: ProblemSpec, assembly: Assembly, *, save: Callable[[dict
                    group=assembly.group)
 
 
+def batch_plan(spec: ProblemSpec, assembly: Assembly) -> BatchPlan:
+    """The batch sizes of a minibatch phase and their rules (``train.batch``, ``batch_max``,
+    ``micro_batch``, ``snr_threshold``, ``lr_scaling``, ``term_allocation``)."""
+    train, terms, auto = spec.train, assembly.terms, spec.train.batch == "auto"
+    micro = train.micro_batch or (train.chunk if auto else 2**62)  # a fixed batch: at once, unless micro_batch says
+    return BatchPlan([t.batch for t in terms], assembly.samplers, maximum=train.batch_max or terms[0].rule.size,
+                     micro=micro, auto=auto, threshold=train.snr_threshold,
+                     lr_scaling=train.lr_scaling, term_allocation=train.term_allocation)
+
+
 def fingerprint(spec: ProblemSpec) -> dict[str, str]:
     """A digest per part of the problem that gives a checkpoint its meaning (domain, PDE and
     data, boundary conditions, exact solution, training rules, model, the schedule's optimisers
@@ -154,8 +172,9 @@ def fingerprint(spec: ProblemSpec) -> dict[str, str]:
         "[constants]": sorted(spec.constants.items()), "[domain]": spec.domain, "[pde]": spec.pde, "[[bc]]": spec.bc, "[exact]": spec.exact,
         "training rule ([quadrature])": (quadrature.training, quadrature.boundary, quadrature.finish),
         "[model]": spec.model,
-        "training schedule (optimisers and dtypes) or train.seed":
-            (tuple((p.optimizer, p.dtype) for p in spec.train.phases), spec.train.seed),
+        "training schedule (optimisers and dtypes), train.seed or train.sampling":
+            (tuple((p.optimizer, p.dtype) for p in spec.train.phases), spec.train.seed,
+             spec.train.sampling, spec.train.strata, spec.train.allocation),
     }
     return {name: hashlib.sha256(repr(value).encode()).hexdigest()[:16] for name, value in parts.items()}
 

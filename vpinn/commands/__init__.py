@@ -2,8 +2,9 @@
 
 One module per subcommand (``solve`` trains a problem file and writes results; ``bench`` times
 training steps per derivative method and batch size; ``memory`` measures peak memory across
-batch sizes and rule sizes; ``compare`` runs optimisers side by side under one time budget; ``scale`` times data-parallel training
-under ``torchrun`` across process counts and gradient compressions), plus the shared argument helpers (:mod:`.arguments`) and the
+batch sizes and rule sizes; ``compare`` runs optimisers side by side under one time budget; ``variance`` measures each sampler's
+gradient noise; ``batches`` compares batch sizes and samplers under one time budget; ``scale`` times data-parallel
+training under ``torchrun`` across process counts and gradient compressions), plus the shared argument helpers (:mod:`.arguments`) and the
 terminal side of training (:mod:`.terminal`: progress bars, Ctrl-C).  This is the only layer
 that knows about terminals, signals and argument parsing.  User mistakes print one line
 (``error: ...``) and exit with status 2; Ctrl-C during training saves a checkpoint and exits
@@ -16,7 +17,7 @@ import argparse
 import sys
 import warnings
 
-from vpinn.commands import bench, compare, memory, scale, solve
+from vpinn.commands import batches, bench, compare, memory, scale, solve, variance
 from vpinn.distributed.launch import launch_rank
 from vpinn.errors import VpinnError, VpinnWarning
 
@@ -26,6 +27,8 @@ COMMANDS = {
     "bench": ("time training steps across batch sizes and derivative methods", bench),
     "memory": ("peak memory across batch sizes and quadrature sizes", memory),
     "compare": ("optimisers side by side under one time budget", compare),
+    "variance": ("gradient noise of every sampler at one network state", variance),
+    "batches": ("what each batch size and sampler buys under one time budget", batches),
     "scale": ("data-parallel training across process counts and gradient compressions", scale),
 }
 

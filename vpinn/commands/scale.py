@@ -18,16 +18,13 @@ steps.  The table is printed and saved as scale.csv and scale.md under results/<
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 from vpinn.commands.arguments import add_common_arguments, default_problem, parse_sizes, positive_count
-from vpinn.commands.compare import inline, warm_start
+from vpinn.commands.compare import warm_start
+from vpinn.commands.subruns import run_solve
 from vpinn.distributed import COMPRESSIONS
 from vpinn.errors import VpinnError
 from vpinn.export.tables import write_csv, write_markdown
@@ -61,21 +58,11 @@ def first_phase_only(spec: ProblemSpec, steps: int) -> dict:
     return {"train.phase": [phase], "train.max_time": 0}
 
 
-def _run_case(problem: str, overrides: dict, nproc: int, threads: int, out: Path, device: str | None) -> dict:
-    settings = [item for key, value in overrides.items() for item in ("--set", f"{key}={inline(value)}")]
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               "-m", "vpinn.commands", "solve", problem, "--quiet", "--out", str(out),
-               *(["--device", device] if device else []), *settings]
-    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
-    if done.returncode != 0:
-        lines = [line for line in (done.stderr or done.stdout).strip().splitlines() if line.startswith("error:")]
-        raise VpinnError(f"scale: the run in {out} failed: {lines[-1] if lines else 'see ' + str(out)}")
-    summary = json.loads((out / "summary.json").read_text())
-    with open(out / "history.csv") as handle:
-        rows = list(csv.DictReader(handle))
-    first, last = rows[0], rows[-1]
-    seconds = (float(last["elapsed_s"]) - float(first["elapsed_s"])) / (int(last["step"]) - int(first["step"]))
-    return {"summary": summary, "seconds_per_step": seconds, "bytes": int(last.get("comm_bytes") or 0)}
+def _seconds_per_step(history: list[dict]) -> float:
+    """Seconds per step between the first and the last logged row (start-up and the final
+    evaluation left out)."""
+    first, last = history[0], history[-1]
+    return (float(last["elapsed_s"]) - float(first["elapsed_s"])) / (int(last["step"]) - int(first["step"]))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -97,12 +84,15 @@ def run(args: argparse.Namespace) -> int:
           f"{threads} thread{'s' * (threads > 1)} per process")
     rows = []
     for nproc, name in cases:
-        result = _run_case(problem, {**overrides, "train.compression": name}, nproc, threads, out / f"{nproc}_{name}",
-                           args.device)
-        summary = result["summary"]
+        try:
+            result = run_solve(problem, {**overrides, "train.compression": name}, out / f"{nproc}_{name}", None,
+                               args.device, nproc=nproc, threads=threads)
+        except VpinnError as err:
+            raise VpinnError(f"scale: {err}") from None
+        summary, seconds = result["summary"], _seconds_per_step(result["history"])
         row = {"nproc": nproc, "compression": name, "global_batch": summary["global_batch"],
-               "ms_per_step": 1e3 * result["seconds_per_step"],
-               "points_per_s": summary["global_batch"] / result["seconds_per_step"], "bytes_per_step": result["bytes"],
+               "ms_per_step": 1e3 * seconds, "points_per_s": summary["global_batch"] / seconds,
+               "bytes_per_step": int(result["history"][-1].get("comm_bytes") or 0),
                "rel_l2": summary.get("rel_l2"), "steps": sum(summary["steps"].values()), "threads": threads,
                "device": summary["device"]}
         rows.append(row)

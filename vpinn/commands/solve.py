@@ -39,6 +39,7 @@ from vpinn.measurement.memory import keep_freed_memory, peak_memory_bytes, peak_
 from vpinn.physics.base import on_volume_rule
 from vpinn.problem import ProblemSpec, load_problem
 from vpinn.train import TrainResult
+from vpinn.train.batching import fit
 from vpinn.train.checkpoint import CheckpointError, check_fingerprint, load_checkpoint, save_checkpoint
 
 DESCRIPTION = "Train the problem and write summary.json, history.csv, plots, solution.vtu and a checkpoint to results/<name>/."
@@ -72,7 +73,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _with_sizes(spec: ProblemSpec, batch: int, chunk: int) -> ProblemSpec:
-    return dataclasses.replace(spec, train=dataclasses.replace(spec.train, batch=batch, chunk=chunk))
+    """The fitted sizes: the batch (with ``batch = "auto"``: the micro-batch, the most points at once) and the chunk."""
+    key = "micro_batch" if spec.train.batch == "auto" else "batch"
+    return dataclasses.replace(spec, train=dataclasses.replace(spec.train, **{key: batch}, chunk=chunk))
+
+
+def _batch_text(spec: ProblemSpec, assembly) -> str:
+    batch, ranks = assembly.terms[0].batch, assembly.group.size
+    start = f"{batch:,}" if ranks == 1 else f"{batch:,} per rank x {ranks} ranks = {batch * ranks:,}"
+    return f"auto from {start}" if spec.train.batch == "auto" else start + (f" ({spec.train.sampling})" if spec.train.sampling != "uniform" else "")
+
+
+def _final_batch(trainer) -> int | None:
+    """The volume batch of the last minibatch phase at the end of training (None without one)."""
+    plans = [p.optimizer.plan for p in trainer.phases if hasattr(p.optimizer, "plan")]
+    return plans[-1].batches[0] if plans else None
 
 
 def _resume_state(path: Path, spec: ProblemSpec) -> dict:
@@ -91,6 +106,7 @@ def solve(problem_path: str | Path, options: SolveOptions = SolveOptions(), echo
     started = time.perf_counter()
     spec = load_problem(problem_path, options.overrides)
     device = rank_device(torch.device(device_name(options.device)))
+    spec = dataclasses.replace(spec, train=spec.train.on_device(device.type))  # a batch left out: the device's
     if spec.train.memory_limit and world_size() > 1:
         raise VpinnError("train.memory_limit: not available under torchrun (each rank would fit its own batch); "
                          "set train.batch instead")
@@ -122,8 +138,8 @@ def _solve(problem_path: str | Path, spec: ProblemSpec, device: torch.device, gr
         out.mkdir(parents=True, exist_ok=True)
         settings = "".join(f"# run with --set {key}={value!r}\n" for key, value in options.overrides.items())
         write_text(out / "problem.toml", settings + Path(problem_path).read_text(encoding="utf-8"))
-    batch = assembly.terms[0].batch
-    extra = {"fingerprint": fingerprint(spec), "sizes": {"batch": batch, "chunk": spec.train.chunk},
+    fitted = spec.train.micro_batch if spec.train.batch == "auto" else assembly.terms[0].batch
+    extra = {"fingerprint": fingerprint(spec), "sizes": {"batch": fitted, "chunk": spec.train.chunk},
              "world_size": group.size}
     save = (lambda s: save_checkpoint(out / "checkpoint.pt", {**s, **extra})) if group.is_root else None
     with TerminalObserver(options.progress and group.is_root) as observer:
@@ -135,7 +151,7 @@ def _solve(problem_path: str | Path, spec: ProblemSpec, device: torch.device, gr
                  f"{_ranks_then_now(state, group)})")
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        echo(f"{spec.name}: {assembly.terms[0].rule.size:,} quadrature points, batch {_batch_text(batch, group)}, "
+        echo(f"{spec.name}: {assembly.terms[0].rule.size:,} quadrature points, batch {_batch_text(spec, assembly)}, "
              f"{sum(p.numel() for p in assembly.field.parameters()):,} parameters, {device}, "
              f"phases {' + '.join(f'{p.optimizer} ({p.dtype})' for p in spec.train.phases)}")
         try:
@@ -149,17 +165,15 @@ def _solve(problem_path: str | Path, spec: ProblemSpec, device: torch.device, gr
     if result.status == "interrupted":
         echo(f"interrupted at step {trainer.step}: checkpoint saved to {out / 'checkpoint.pt'}; continue with --resume")
         return {"status": "interrupted"}
+    batch = assembly.terms[0].batch
     calibration.update(world_size=group.size, global_batch=batch * group.size, compression=group.compression,
                        communicated_bytes=group.bytes_sent,
                        communicated_bytes_per_step=round(group.bytes_sent / max(1, sum(result.steps.values()))))
-    summary = _finish(spec, assembly, result, trainer.dtype, out, started, options.overrides, calibration)
+    summary = _finish(spec, assembly, result, trainer.dtype, out, started, options.overrides,
+                      {**calibration, "final_batch": _final_batch(trainer)})
     if group.is_root:
         echo(_one_line(summary, out))
     return summary
-
-
-def _batch_text(batch: int, group: Group) -> str:
-    return f"{batch:,}" if group.size == 1 else f"{batch:,} per rank x {group.size} ranks = {batch * group.size:,}"
 
 
 def _ranks_then_now(state: dict, group: Group) -> str:
@@ -172,7 +186,8 @@ def _compensate_batch(spec: ProblemSpec, assembly: Assembly, echo: Callable[[str
     """``train.compensate``: raise every term's per-rank batch by the measured factor
     ``1 + sigma_q^2 / sigma_s^2`` (:mod:`vpinn.distributed.compensate`); returns summary entries."""
     measured = calibrate(assembly, spec.train.bits, spec.train.seed)
-    assembly.terms[:] = [dataclasses.replace(t, batch=math.ceil(t.batch * measured.factor)) for t in assembly.terms]
+    assembly.terms[:] = [dataclasses.replace(t, batch=fit(math.ceil(t.batch * measured.factor), sampler))
+                         for t, sampler in zip(assembly.terms, assembly.samplers)]
     echo(f"train.compensate: sampling variance {measured.sampling_variance:.3e}, dither variance "
          f"{measured.quantisation_variance:.3e} per coordinate: batch x {measured.factor:.4f} = {assembly.terms[0].batch:,}")
     return {"sampling_variance": measured.sampling_variance, "quantisation_variance": measured.quantisation_variance,
@@ -210,7 +225,8 @@ def _finish(spec: ProblemSpec, assembly: Assembly, result: TrainResult, dtype: t
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "dtype": str(dtype).removeprefix("torch."),
         "quadrature_points": assembly.terms[0].rule.size,
-        "batch": assembly.terms[0].batch,
+        "batch": spec.train.batch,
+        "sampling": spec.train.sampling,
         "evaluation_points": rule.size,
         "parameters": sum(p.numel() for p in assembly.field.parameters()),
         "derivatives": spec.model.derivatives,

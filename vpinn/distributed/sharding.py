@@ -4,8 +4,11 @@
 draws the same ``K b`` indices of one global batch from it and keeps its own slice of ``b``.
 The ranks' batches are therefore disjoint parts of one epoch, the factor is the global
 ``N / (K b)``, and the sum of the ranks' estimates is exactly the estimate a single process
-would make from a batch of ``K b`` (the same points).  The wrapped sampler's state is the
-global one, so a checkpoint resumes with any number of ranks.
+would make from a batch of ``K b`` (the same points; for samplers whose points carry their own
+factors, e.g. stratified or importance draws, only the sum over the ranks is the estimate, and
+that is what the ranks compute).  Adaptive samplers learn from the contributions of the whole
+global batch, gathered from all ranks in draw order, so that every rank's copy stays identical.
+The wrapped sampler's state is the global one, so a checkpoint resumes with any number of ranks.
 
 :func:`shared_chunks` gives each rank a contiguous part of a rule in chunks; summed over the
 ranks (:func:`shared_total`) it is the whole rule's sum.
@@ -19,23 +22,32 @@ import torch
 
 from vpinn.distributed.group import Group
 from vpinn.quadrature.base import PointBatch, QuadratureRule
+from vpinn.sampling import Sampler
 
 
-class ShardedSampler:
-    """This rank's slice of the global batches of ``sampler`` (see the module docstring)."""
+class ShardedSampler(Sampler):
+    """This rank's slice of the global batches of ``sampler`` (see the module docstring); a
+    per-rank batch that is a multiple of the sampler's granule makes a global one that is too."""
 
-    def __init__(self, sampler, group: Group):
+    def __init__(self, sampler: Sampler, group: Group):
         self.sampler, self.group = sampler, group
+        self.size, self.granule, self.minimum = sampler.size, sampler.granule, sampler.minimum
+        self._learns = type(sampler).observe is not Sampler.observe
 
     @property
     def epochs(self) -> float:
         return self.sampler.epochs
 
-    def sample(self, batch: int) -> tuple[torch.Tensor, float]:
-        """This rank's ``batch`` indices of a global batch of ``K batch``, and the global factor."""
+    def sample(self, batch: int) -> tuple[torch.Tensor, float | torch.Tensor]:
+        """This rank's ``batch`` indices of a global batch of ``K batch``, and their factors."""
         index, factor = self.sampler.sample(self.group.size * batch)
-        start = self.group.rank * batch
-        return index[start:start + batch], factor
+        mine = slice(self.group.rank * batch, (self.group.rank + 1) * batch)
+        return index[mine], factor[mine] if torch.is_tensor(factor) and factor.dim() else factor
+
+    def observe(self, contributions: torch.Tensor) -> None:
+        """Hand the whole global batch's contributions (all ranks', in draw order) to an adaptive sampler."""
+        if self._learns:
+            self.sampler.observe(self.group.gather_rows(contributions[:, None])[:, 0])
 
     def state_dict(self) -> dict:
         return self.sampler.state_dict()

@@ -340,6 +340,11 @@ def _check_phase(steps: int, time_share: float, eval_every: int) -> None:
         raise SpecError("eval_every", f"must be 0 (train.eval_every) or positive, not {eval_every}")
 
 
+def _check_clip(clip: float | str) -> None:
+    if clip != "auto" and clip < 0:
+        raise SpecError("clip", f"must be 0 (off), \"auto\" or a positive gradient-norm bound, not {clip}")
+
+
 @dataclass(frozen=True)
 class AdamPhase:
     """``[[train.phase]] optimizer = "adam"``: Adam on minibatches of the training rule, with
@@ -356,7 +361,7 @@ class AdamPhase:
     warmup: int = 100
     decay: Literal["cosine", "exponential", "constant"] = "cosine"
     lr_final: float = 1e-5
-    clip: float = 0.0
+    clip: float | Literal["auto"] = 0.0
     dtype: Dtype = "float32"
     time_share: float = 0.0
     eval_every: int = 0
@@ -367,8 +372,7 @@ class AdamPhase:
         _positive("lr_final", self.lr_final)
         if self.warmup < 0:
             raise SpecError("warmup", f"must not be negative, not {self.warmup}")
-        if self.clip < 0:
-            raise SpecError("clip", f"must be 0 (off) or a positive gradient-norm bound, not {self.clip}")
+        _check_clip(self.clip)
 
 
 @dataclass(frozen=True)
@@ -492,9 +496,20 @@ class TrainSpec:
     schedule: ``[[train.phase]]`` entries (optimisers in turn), or the short form ``steps, lr,
     warmup, decay, lr_final, clip`` (Adam) plus ``[train.lbfgs]`` (see :attr:`phases`).
 
-    ``memory_limit`` (e.g. ``"2GiB"``) replaces ``batch`` by the largest batch whose training
-    steps fit in that much memory above the process's idle baseline (see :mod:`vpinn.measurement.budget`).
-    ``batch`` left out means :data:`DEFAULT_BATCH` of the device (:meth:`batch_on`).
+    ``memory_limit`` (e.g. ``"2GiB"``) replaces ``batch`` (with ``batch = "auto"``: ``micro_batch``)
+    by the largest batch whose training steps fit in that much memory above the process's idle
+    baseline (see :mod:`vpinn.measurement.budget`).  ``batch`` left out means
+    :data:`DEFAULT_BATCH` of the device (:meth:`on_device`).
+
+    Sampling and batch control (:mod:`vpinn.sampling`, :mod:`vpinn.train.batching`):
+    ``sampling`` picks the minibatch sampler; ``strata`` (0: a quarter of the batch),
+    ``allocation``, ``refresh_every`` and ``uniform_mix`` configure the stratified and importance
+    samplers.  ``batch = "auto"`` starts at ``batch_start`` and doubles whenever the measured
+    gradient signal-to-noise ratio falls below ``snr_threshold``, up to ``batch_max`` (0: the
+    training rule's size); ``micro_batch`` is the most points evaluated at once (0: the whole
+    batch, or ``chunk`` for ``"auto"``), larger batches accumulate gradients over micro-batches.  ``lr_scaling`` rescales Adam's
+    learning rate with the batch (``sqrt``: by sqrt(b / b0)); ``term_allocation = "neyman"``
+    splits the batch between the volume and boundary terms by their measured noise.
 
     Under ``torchrun`` (:mod:`vpinn.distributed`) ``batch`` and ``boundary_batch`` are per rank
     (the global batch is K times larger); ``compression`` (with ``bits`` for ``"dither"``) is how
@@ -503,13 +518,24 @@ class TrainSpec:
     """
 
     steps: int = 2000
-    batch: int | None = None
+    batch: int | Literal["auto"] | None = None
     boundary_batch: int = 1024
+    sampling: Literal["uniform", "stratified", "sobol", "importance"] = "uniform"
+    strata: int = 0
+    allocation: Literal["proportional", "neyman"] = "proportional"
+    refresh_every: int = 20
+    uniform_mix: float = 0.1
+    batch_start: int = 512
+    batch_max: int = 0
+    micro_batch: int = 0
+    snr_threshold: float = 1.0
+    lr_scaling: Literal["sqrt", "linear", "none"] = "sqrt"
+    term_allocation: Literal["fixed", "neyman"] = "fixed"
     lr: float = 1e-3
     warmup: int = 100
     decay: Literal["cosine", "exponential", "constant"] = "cosine"
     lr_final: float = 1e-5
-    clip: float = 0.0
+    clip: float | Literal["auto"] = 0.0
     dtype: Literal["float32", "float64"] = "float32"
     seed: int = 0
     max_time: float = 0.0
@@ -525,10 +551,15 @@ class TrainSpec:
     phase: tuple[PhaseSpec, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("boundary_batch", "log_every", "eval_every", "checkpoint_every", "chunk"):
+        for name in ("boundary_batch", "log_every", "eval_every", "checkpoint_every", "chunk", "batch_start", "refresh_every"):
             _at_least(1, name, getattr(self, name))
-        if self.batch is not None:
+        if self.batch not in ("auto", None):
             _at_least(1, "batch", self.batch)
+        for name in ("strata", "batch_max", "micro_batch"):
+            _at_least(0, name, getattr(self, name))
+        if not 0.1 <= self.uniform_mix <= 1:
+            raise SpecError("uniform_mix", f"must be between 0.1 and 1 (the uniform share of the proposal), not {self.uniform_mix}")
+        _positive("snr_threshold", self.snr_threshold)
         if not 2 <= self.bits <= 16:
             raise SpecError("bits", f"must be between 2 and 16, not {self.bits}")
         if self.compensate and self.compression != "dither":
@@ -539,8 +570,7 @@ class TrainSpec:
                 raise SpecError(name, f"must not be negative, not {getattr(self, name)}")
         _positive("lr", self.lr)
         _positive("lr_final", self.lr_final)
-        if self.clip < 0:
-            raise SpecError("clip", f"must be 0 (off) or a positive gradient-norm bound, not {self.clip}")
+        _check_clip(self.clip)
         if self.max_time < 0:
             raise SpecError("max_time", f"must be 0 (no limit) or positive seconds, not {self.max_time}")
         if self.memory_limit:
@@ -564,9 +594,15 @@ class TrainSpec:
         return adam, LbfgsPhase("lbfgs", lbfgs.iterations, lbfgs.history, lbfgs.tolerance, "finish", lbfgs.dtype,
                                 eval_every=max(1, lbfgs.iterations // 20))
 
-    def batch_on(self, device_type: str) -> int:
-        """The volume batch per step (per rank): ``batch``, or the device's default if left out."""
-        return self.batch if self.batch is not None else DEFAULT_BATCH[device_type]
+    def on_device(self, device_type: str) -> "TrainSpec":
+        """This section with ``batch`` set to the device's :data:`DEFAULT_BATCH` if the file left
+        it out (a process on ``device_type``, "cpu" or "cuda", reads this one)."""
+        return self if self.batch is not None else dataclasses.replace(self, batch=DEFAULT_BATCH[device_type])
+
+    @property
+    def initial_batch(self) -> int:
+        """The volume term's batch at the first step: ``batch``, or ``batch_start`` for ``"auto"``."""
+        return self.batch_start if self.batch == "auto" else self.batch
 
     @property
     def memory_limit_bytes(self) -> int | None:

@@ -52,6 +52,7 @@ class Observer:
 
     def phase_started(self, phase: Phase, done: int) -> None: ...
     def stepped(self, row: dict | None) -> None: ...
+    def noted(self, text: str) -> None: ...
     def phase_ended(self) -> None: ...
     def stop_requested(self) -> str | None: return None
 
@@ -131,6 +132,8 @@ class Trainer:
                 report.communicated = self.group.bytes_sent - sent
                 self.done[index] += 1
                 pending.append(report)
+                if report.note:
+                    self.observer.noted(f"{phase.name} {report.note}")
                 count = self.done[index]
                 due_eval = count % phase.eval_every == 0 or count == phase.steps
                 row = self._record(phase, pending, due_eval) if count % phase.log_every == 0 or due_eval else None
@@ -164,7 +167,8 @@ class Trainer:
         self._check_finite(loss)
         row = {"step": self.step, "phase": phase.name, "epoch": last.epochs, "batch": last.points, "loss": loss,
                **{f"loss_{name}": float(value) for name, value in last.parts.items()},
-               "lr": last.lr, "grad_norm": float(last.grad_norm), "elapsed_s": self.elapsed(),
+               "lr": last.lr, "grad_norm": float(last.grad_norm),
+               **{name: float(value) for name, value in last.diagnostics.items()}, "elapsed_s": self.elapsed(),
                **({"comm_bytes": last.communicated} if last.communicated else {})}
         if evaluate:
             row.update(self.evaluate(self.dtype))

@@ -16,7 +16,7 @@ import torch
 
 from vpinn.distributed import LOCAL, Group
 from vpinn.physics.base import Term, Trial
-from vpinn.sampling import UniformSampler
+from vpinn.sampling import Sampler
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class TrainingProblem:
     parameters: list[torch.Tensor]
     trial: Trial
     terms: list[Term]
-    samplers: list[UniformSampler]
+    samplers: list[Sampler]
     chunk: int
     device: torch.device
     group: Group = LOCAL
@@ -40,8 +40,9 @@ class StepReport:
     """What one step did.  ``loss`` and ``grad_norm`` may stay on the device (tensors): the loop
     reads them back only when it logs.  ``points`` is the number of volume points the step's
     estimate used (over all ranks), ``epochs`` the passes over the training rule so far (NaN if
-    none), ``communicated`` the payload bytes this rank handed to all-reduce in the step (set by
-    the loop)."""
+    none); ``diagnostics`` are further device scalars for the history (the noise statistics),
+    ``note`` a change the step made (e.g. a new batch size) for the log, ``communicated`` the
+    payload bytes this rank handed to all-reduce in the step (set by the loop)."""
 
     loss: torch.Tensor | float
     grad_norm: torch.Tensor | float
@@ -50,6 +51,8 @@ class StepReport:
     epochs: float = float("nan")
     parts: dict[str, torch.Tensor] = field(default_factory=dict)
     converged: bool = False
+    diagnostics: dict[str, torch.Tensor] = field(default_factory=dict)
+    note: str | None = None
     communicated: int = 0
 
 

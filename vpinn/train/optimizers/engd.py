@@ -44,7 +44,7 @@ from vpinn.distributed import shared_chunks
 from vpinn.quadrature.base import PointBatch, QuadratureRule
 from vpinn.train.curvature import (CurvatureChunk, active_rows, curvature_chunks, gram_matrix, solve_dense,
                                    solve_woodbury, square_root_rows)
-from vpinn.train.estimate import flat_gradient, full_loss_backward, minibatch_backward
+from vpinn.train.estimate import flat_gradient, full_loss_backward, minibatch_loss, sum_gradients
 from vpinn.train.optimizers import StepReport, TrainingProblem
 
 #: step lengths tried by the line search
@@ -105,7 +105,9 @@ class Engd:
             if self.gradient_points == 0:
                 loss = loss + full_loss_backward(part, problem.trial, problem.chunk, problem.device, self.dtype, group)
             elif part:
-                loss = loss + minibatch_backward(part, samplers, problem.trial, self.dtype, self.parameters, group)[0]
+                estimate, _ = minibatch_loss(part, samplers, problem.trial, self.dtype)
+                estimate.backward()
+                loss = loss + sum_gradients(self.parameters, group, [estimate.detach()])[0]
             gradients.append(flat_gradient(self.parameters))
         self.passes += 1 if self.gradient_points == 0 else self.gradient_points * group.size / self.volume.rule.size
         return loss, gradients[0], gradients[0] + gradients[1]
