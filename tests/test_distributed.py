@@ -346,3 +346,49 @@ def test_scale_writes_a_row_per_process_count_and_compression(tmp_path):
     assert [int(r["global_batch"]) for r in rows] == [256, 512, 512]
     assert int(rows[0]["bytes_per_step"]) == 0 < int(rows[2]["bytes_per_step"]) < int(rows[1]["bytes_per_step"])
     assert all(float(r["ms_per_step"]) > 0 and float(r["rel_l2"]) < 1 and r["steps"] == "20" for r in rows)
+
+
+class _Pair(Group):
+    """Rank ``rank`` of two simulated ranks: ``gather_rows`` returns both ranks' rows, which the
+    test puts in ``shared`` before either rank observes (as a real all-gather would wait)."""
+
+    def __init__(self, rank: int, shared: dict):
+        super().__init__()
+        self.rank, self.size, self.shared = rank, 2, shared
+
+    def gather_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        assert torch.equal(rows, self.shared[self.rank])
+        return torch.cat([self.shared[0], self.shared[1]])
+
+
+def test_sharded_adaptive_samplers_learn_from_the_whole_global_batch_and_stay_identical():
+    """Two ranks' copies of a stratified sampler with Neyman allocation (points carry their own
+    factors): summed over the ranks the estimate is the single process's of batch 2b, and with
+    each global batch's contributions gathered both copies keep the single sampler's state."""
+    from vpinn.geometry import Box
+    from vpinn.quadrature import GaussRule
+    from vpinn.sampling import StratifiedSampler
+
+    rule = GaussRule(Box((0, 0, 0), (1, 1, 1)).volume_map(), (8, 8, 8), 2)
+    values = lambda index: (rule.take(index, torch.float64).points ** 2).sum(1) + 1  # noqa: E731
+    make = lambda: StratifiedSampler(rule, "cpu", 3, strata=16, allocation="neyman", refresh_every=2, mix=0.1)  # noqa: E731
+    single, shared = make(), {}
+    ranks = [ShardedSampler(make(), _Pair(r, shared)) for r in (0, 1)]
+    for _ in range(6):
+        index, factor = single.sample(128)
+        single.observe(values(index))
+        drawn = [shard.sample(64) for shard in ranks]
+        total = sum(float((f * values(i)).sum()) for i, f in drawn)
+        assert total == pytest.approx(float((factor * values(index)).sum()), rel=1e-13)
+        shared.update({r: values(drawn[r][0])[:, None] for r in (0, 1)})
+        for shard, (i, _) in zip(ranks, drawn):
+            shard.observe(values(i))
+    expected = single.state_dict()
+    for shard in ranks:
+        state = shard.sampler.state_dict()
+        assert state.keys() == expected.keys()
+        for key, value in expected.items():
+            if isinstance(value, str):
+                assert state[key] == value
+            else:
+                torch.testing.assert_close(state[key], value, rtol=0, atol=0, msg=key)
