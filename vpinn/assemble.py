@@ -124,7 +124,7 @@ def build_trainer(spec: ProblemSpec, assembly: Assembly, *, save: Callable[[dict
     """The training loop of ``[train]``: one :class:`~vpinn.train.loop.Phase` per entry of its
     schedule (:attr:`~vpinn.problem.spec.TrainSpec.phases`), each optimiser built from the
     registry with the phase's own options; on CUDA, in a process on its own, each optimiser
-    halves its batch and chunk on out-of-memory and goes on (:mod:`vpinn.train.oom`)."""
+    halves its micro-batch or chunk on out-of-memory and goes on (:mod:`vpinn.train.oom`)."""
     train = spec.train
     parameters = list(assembly.field.parameters())
     problem = TrainingProblem(parameters, assembly.trial, assembly.terms, assembly.samplers, train.chunk, assembly.device,

@@ -62,6 +62,10 @@ class OutOfMemoryBackoff:
         self.optimizer.problem = dataclasses.replace(problem, chunk=problem.chunk // 2)
         return f"chunk {problem.chunk:,} -> {problem.chunk // 2:,} points"
 
+    def __getattr__(self, name: str):
+        """Everything else (``plan``, ``problem``, ...) is the wrapped optimiser's."""
+        return getattr(self.optimizer, name)
+
     def state_dict(self) -> dict:
         return self.optimizer.state_dict()
 
