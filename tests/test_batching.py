@@ -136,3 +136,16 @@ def test_the_two_stage_model_predicts_the_variance_of_new_designs():
         predicted = sigma_b / m + sigma_w / (m * a)
         assert variance(m, a, 10 + k) == pytest.approx(predicted, rel=0.15)
 
+
+
+@pytest.mark.parametrize("sampling", ["uniform", "importance"])
+def test_a_minibatch_gradient_reads_nothing_back(small_problem, sampling):
+    """Drawing, evaluating and back-propagating a batch (in micro-batches) needs no read-back to
+    the host (the optimiser's own update is torch's; on CUDA its step counters stay on the host)."""
+    from test_sampling import ReadBackDetector
+
+    _, assembly = assembled(small_problem, {"train.sampling": sampling})
+    plan = BatchPlan([t.batch for t in assembly.terms], assembly.samplers, maximum=4096, micro=100)
+    with ReadBackDetector():
+        for _ in range(3):
+            minibatch_backward(assembly.terms, assembly.samplers, assembly.trial, torch.float64, plan.batches, plan.pieces)

@@ -6,9 +6,13 @@ the relative L2 error reached, the steps and epochs done, the updates per epoch 
 seconds to reach ``--target`` (from the evaluated history rows; blank if never), the time per
 step, the peak memory, and the gradient noise: the trace of the gradient covariance at the
 initial network (the same network for every setting), measured in this process from
-``--repeats`` independent batches of b points (the noise a batch adds, which falls as 1/b), and
+``--repeats`` independent batches of b points (after the adaptive samplers' warm-up draws) (the noise a batch adds, which falls as 1/b), and
 the noise scale B over the run (median of the training diagnostics).  The log-log slope of the
 initial trace against b over the fixed batches is printed (-1 for independent points).
+
+With ``--epochs E`` every fixed batch b trains ``E N / b`` steps (equal work: the same number of
+points for every setting; the learning-rate schedule spans them), the fair comparison of a small
+batch's many cheap updates with a large batch's few accurate ones.
 
 Writes ``batches.csv``, ``batches.md``, ``batches.png`` (error against time) and ``noise.png``
 (gradient-noise trace against b) under ``results/<name>/batches/``; each run's own results stay
@@ -55,6 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-time", type=positive_seconds, metavar="SECONDS",
                         help="wall-clock budget of each setting's training (default: train.max_time, else 120)")
     parser.add_argument("--target", type=float, default=1e-3, help="relative L2 error to time (default 1e-3)")
+    parser.add_argument("--epochs", type=float, help="equal work: each fixed batch b trains epochs * N / b Adam steps "
+                        "(one phase; 'auto' keeps the file's steps); default: the file's steps, cut by --max-time")
     parser.add_argument("--repeats", type=positive_count, default=32,
                         help="batches per size for the initial gradient-noise trace (default 32)")
 
@@ -101,8 +107,9 @@ def initial_traces(spec, device: torch.device, batches: list[int | str], samplin
     for batch in (b for b in batches if b != "auto"):
         sampler = make_sampler(sampling, term.rule, device, train.seed + 1, strata=train.strata or max(1, batch // 4),
                                allocation=train.allocation, refresh_every=train.refresh_every, mix=train.uniform_mix)
+        adaptive = sampling == "importance" or (sampling == "stratified" and train.allocation == "neyman")
         traces[batch] = gradient_noise(term, sampler, assembly.trial, list(assembly.field.parameters()), assembly.dtype,
-                                       fit(batch, sampler), repeats).trace
+                                       fit(batch, sampler), repeats, 5 * train.refresh_every if adaptive else 0).trace
     return traces
 
 
@@ -142,6 +149,9 @@ def run(args: argparse.Namespace) -> int:
             label = f"b={batch:,}" if batch != "auto" else "b=auto"
             label += f" {sampling}" if len(samplings) > 1 else ""
             overrides = {**settings, **adam_only, "train.batch": batch, **_sampling_settings(sampling)}
+            if args.epochs and batch != "auto":
+                steps = math.ceil(args.epochs * rule_size / batch)
+                overrides.update({"train.phase": [{**phases[0], "steps": steps}]} if spec.train.phase else {"train.steps": steps})
             result = run_solve(problem, overrides, out / label.replace("=", "").replace(" ", "_").replace(",", ""), budget, args.device)
             row = {**_row(label, result, rule_size, args.target), "batch": batch, "sampling": sampling,
                    "initial_trace": traces.get(batch)}

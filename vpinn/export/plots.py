@@ -253,5 +253,6 @@ def plot_noise_against_batch(path: str | Path, rows: Sequence[dict], slope: floa
     axes.set_ylabel("tr Cov(gradient) at initialisation")
     axes.set_title("gradient noise against batch size" + (f" (slope {slope:.2f})" if slope is not None else ""), fontsize=10)
     axes.grid(True, which="both", alpha=0.3)
-    axes.legend(fontsize=8)
+    if fixed:
+        axes.legend(fontsize=8)
     _save(figure, path)

@@ -78,6 +78,7 @@ def between_within(term: Term, trial: Trial, parameters: list[torch.Tensor], dty
         sampler = TwoStageSampler(term.rule, device, seed + m, strata=strata, strata_drawn=m, per_stratum=a)
         return gradient_noise(term, sampler, trial, parameters, dtype, m * a, repeats).trace
 
+
     per = [a for a in (1, 2, 4, 8, 16, 32, 64) if batch % a == 0]
     # designs of many strata (M >= batch / 8): with few strata a rare stratum that holds a peak
     # makes the variance heavy-tailed, and R batches cannot estimate it

@@ -55,16 +55,17 @@ class TwoStageSampler(Sampler):
         return {"kind": "two-stage", "size": self.size, "draws": self.draws}
 
     def load_state_dict(self, state: dict) -> None:
+        self.refuse_foreign(state)
         self.draws = int(state["draws"])
 
 
 def fit_between_within(designs: list[tuple[int, int]], variances: list[float]) -> tuple[float, float]:
-    """Least-squares ``(sigma_b^2, sigma_w^2)`` of ``Var = sigma_b^2 / M + sigma_w^2 / (M A)`` from
-    measured variances of designs ``(M, A)`` (at least two with different A)."""
+    """Non-negative least-squares ``(sigma_b^2, sigma_w^2)`` of ``Var = sigma_b^2 / M + sigma_w^2 / (M A)``
+    from measured variances of designs ``(M, A)`` (at least two with different A), in relative
+    residuals (each measured variance has a relative error)."""
     import numpy as np
+    from scipy.optimize import nnls
 
-    matrix = np.array([[1 / m, 1 / (m * a)] for m, a in designs])
-    # relative residuals: weigh each design by its variance, whose estimate has a relative error
-    weights = 1 / np.array(variances)
-    solution, *_ = np.linalg.lstsq(matrix * weights[:, None], np.ones(len(designs)), rcond=None)
+    matrix = np.array([[1 / m, 1 / (m * a)] for m, a in designs]) / np.array(variances)[:, None]
+    solution, _ = nnls(matrix, np.ones(len(designs)))
     return float(solution[0]), float(solution[1])

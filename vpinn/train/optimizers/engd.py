@@ -42,6 +42,7 @@ import torch
 
 from vpinn.distributed import shared_chunks
 from vpinn.quadrature.base import PointBatch, QuadratureRule
+from vpinn.train.batching import fit
 from vpinn.train.curvature import (CurvatureChunk, active_rows, curvature_chunks, gram_matrix, solve_dense,
                                    solve_woodbury, square_root_rows)
 from vpinn.train.estimate import flat_gradient, full_loss_backward, minibatch_loss, sum_gradients
@@ -114,7 +115,7 @@ class Engd:
 
     def _direction(self, pieces: list[CurvatureChunk], rows: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
         group = self.problem.group
-        points = self.gram_rule.size if self.gram_rule is not None else self.gram_points * group.size
+        points = self.gram_rule.size if self.gram_rule is not None else fit(self.gram_points, self.problem.samplers[0]) * group.size
         count = points * len(rows)  # over all ranks, so that every rank picks the same solver
         woodbury = self.solver == "woodbury" or (self.solver == "auto" and self.damping > 0 and count < len(gradient))
         if woodbury:
@@ -178,8 +179,10 @@ class Engd:
         """This rank's points of this step's Gram matrix and their estimator factor: its part of a
         fresh sample of the training rule, or its share of the whole auxiliary rule."""
         if self.gram_rule is None:
-            index, factor = self.problem.samplers[0].sample(self.gram_points)
-            return self.volume.rule.take(index, self.dtype), factor
+            sampler = self.problem.samplers[0]
+            index, factor = sampler.sample(fit(self.gram_points, sampler))
+            batch = self.volume.rule.take(index, self.dtype)
+            return dataclasses.replace(batch, weights=factor * batch.weights), 1.0
         start, stop = self.problem.group.share(self.gram_rule.size)
         return self.gram_rule.take(torch.arange(start, stop, device=self.problem.device), self.dtype), 1.0
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 
 from vpinn.physics.base import integrand
+from vpinn.train.batching import fit
 from vpinn.train.estimate import flat_gradient, full_loss_backward, sum_gradients
 from vpinn.train.optimizers import StepReport, TrainingProblem
 
@@ -103,7 +104,7 @@ class Msqn:
             return None
         problem, drawn = self.problem, []
         for k, (term, sampler) in enumerate(zip(problem.terms, problem.samplers)):
-            index, factor = sampler.sample(self.batch if k == 0 else term.batch)
+            index, factor = sampler.sample(fit(self.batch if k == 0 else term.batch, sampler))
             drawn.append((term, term.rule.take(index, self.dtype), factor))
         return drawn
 
@@ -117,7 +118,7 @@ class Msqn:
                                             problem.group))
             self.passes += 1
         else:
-            total = sum(factor * (batch.weights * integrand(term.form, problem.trial, batch)).sum()
+            total = sum((factor * batch.weights * integrand(term.form, problem.trial, batch)).sum()
                         for term, batch, factor in drawn)
             total.backward()
             (total,) = sum_gradients(problem.parameters, problem.group, [total.detach()])
