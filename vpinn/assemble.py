@@ -2,7 +2,8 @@
 
 ``ProblemSpec -> Assembly``: the domain, the network (on the device, in the training dtype),
 the trial function (hard-BC ansatz around it), the physics (forms), the loss terms (each form
-on its training rule with its batch size) and their samplers, and the evaluation rule;
+on its training rule with its batch size) and their samplers (each rank's slice of one
+global batch when several ranks share the run), and the evaluation rule;
 :func:`build_trainer` adds the optimiser phases.  Below this module every constructor takes
 plain values (sizes, expressions, rules, tensors), never a piece of the problem-file schema.
 Nothing here reads files or trains.
@@ -17,6 +18,7 @@ from typing import Callable
 import torch
 
 from vpinn.calculus import flux_divergence
+from vpinn.distributed import LOCAL, Group, ShardedSampler
 from vpinn.evaluate import energy, relative_errors
 from vpinn.expressions import Expression
 from vpinn.fields.ansatz import HardDirichletAnsatz
@@ -31,6 +33,7 @@ from vpinn.quadrature import ConcatRule, GaussRule, MappedRule, QuadratureRule, 
 from vpinn.sampling import Sampler, make_sampler
 from vpinn.train import OPTIMIZERS, Observer, Phase, Trainer, TrainingProblem
 from vpinn.train.batching import BatchPlan, fit
+from vpinn.train.oom import OutOfMemoryBackoff
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -55,14 +58,16 @@ class Assembly:
     samplers: list[Sampler]
     evaluation_rule: QuadratureRule
     chunk: int
+    group: Group = LOCAL
 
     def evaluate(self, dtype: torch.dtype) -> dict:
         """The loss functional on the evaluation rule (``energy``) and, with an exact solution,
-        the relative errors: the evaluation columns of a history row."""
+        the relative errors: the evaluation columns of a history row (summed over the ranks)."""
         result = {"energy": energy(on_volume_rule(self.terms, self.evaluation_rule), self.trial, self.chunk,
-                                   self.device, dtype)}
+                                   self.device, dtype, self.group)}
         if self.physics.exact is not None:
-            result.update(relative_errors(self.physics, self.trial, self.evaluation_rule, self.chunk, self.device, dtype))
+            result.update(relative_errors(self.physics, self.trial, self.evaluation_rule, self.chunk, self.device, dtype,
+                                          self.group))
         return result
 
 
@@ -78,14 +83,15 @@ def build_rule(spec: RuleSpec, mapping: ParameterMap) -> MappedRule:
     return SobolRule(mapping, spec.points, spec.seed)
 
 
-def assemble(spec: ProblemSpec, device: torch.device) -> Assembly:
+def assemble(spec: ProblemSpec, device: torch.device, group: Group = LOCAL) -> Assembly:
     """Everything a solve needs, with weights initialised from ``train.seed`` (in the first
-    phase's dtype)."""
+    phase's dtype), for this rank of ``group`` (every rank builds the same network and
+    identically seeded samplers, and keeps its slice of each batch)."""
     domain = build_domain(spec.domain)
     dtype = DTYPES[spec.train.phases[0].dtype]
     field = build_field(spec, domain, dtype).to(device)
     physics = PHYSICS[spec.pde.type](spec)
-    train = spec.train
+    train = spec.train.on_device(device.type)
     rules = [(physics.energy, build_rule(spec.quadrature.training, domain.volume_map()), train.initial_batch)]
     for form in physics.loads:
         rule = ConcatRule([build_rule(spec.quadrature.boundary, domain.face_map(f)) for f in form.faces])
@@ -94,11 +100,13 @@ def assemble(spec: ProblemSpec, device: torch.device) -> Assembly:
     for k, (form, rule, batch) in enumerate(rules):
         sampler = make_sampler(train.sampling, rule, device, train.seed + 1 + k, strata=train.strata or max(1, batch // 4),
                                allocation=train.allocation, refresh_every=train.refresh_every, mix=train.uniform_mix)
+        if group.size > 1:
+            sampler = ShardedSampler(sampler, group)
         terms.append(Term(form, rule, fit(batch, sampler)))
         samplers.append(sampler)
     evaluation_rule = build_rule(spec.quadrature.evaluation, domain.volume_map())
     return Assembly(device, dtype, domain, field, build_trial(spec, domain, field), physics, terms, samplers,
-                    evaluation_rule, spec.train.chunk)
+                    evaluation_rule, spec.train.chunk, group)
 
 
 def build_field(spec: ProblemSpec, domain: Domain, dtype: torch.dtype) -> Field:
@@ -115,17 +123,19 @@ def build_trainer(spec: ProblemSpec, assembly: Assembly, *, save: Callable[[dict
                   max_time: float | None = None, observer: Observer | None = None) -> Trainer:
     """The training loop of ``[train]``: one :class:`~vpinn.train.loop.Phase` per entry of its
     schedule (:attr:`~vpinn.problem.spec.TrainSpec.phases`), each optimiser built from the
-    registry with the phase's own options."""
+    registry with the phase's own options; on CUDA, in a process on its own, each optimiser
+    halves its micro-batch or chunk on out-of-memory and goes on (:mod:`vpinn.train.oom`)."""
     train = spec.train
     parameters = list(assembly.field.parameters())
-    problem = TrainingProblem(parameters, assembly.trial, assembly.terms, assembly.samplers, train.chunk, assembly.device)
+    problem = TrainingProblem(parameters, assembly.trial, assembly.terms, assembly.samplers, train.chunk, assembly.device,
+                              assembly.group)
     finish = build_rule(spec.quadrature.finish, assembly.domain.volume_map())
     phases, names = [], [p.optimizer for p in train.phases]
     for k, phase in enumerate(train.phases):
         on_rule, options = problem, optimizer_options(phase)
         if getattr(phase, "rule", "training") == "finish":
             on_rule = TrainingProblem(parameters, assembly.trial, on_volume_rule(assembly.terms, finish), [],
-                                      train.chunk, assembly.device)
+                                      train.chunk, assembly.device, assembly.group)
         if getattr(phase, "gram_rule", "training") == "finish":
             options["gram_rule"] = finish
         minibatch = phase.optimizer == "adam"
@@ -133,11 +143,14 @@ def build_trainer(spec: ProblemSpec, assembly: Assembly, *, save: Callable[[dict
             options.update(plan=batch_plan(spec, assembly), diagnose_every=train.log_every)
         optimizer = OPTIMIZERS[phase.optimizer](on_rule, dtype=DTYPES[phase.dtype], steps=phase.steps, **options)
         name = phase.optimizer if names.count(phase.optimizer) == 1 else f"{phase.optimizer}{names[:k].count(phase.optimizer) + 1}"
+        if assembly.device.type == "cuda" and assembly.group.size == 1:
+            optimizer = OutOfMemoryBackoff(optimizer, name)
         phases.append(Phase(name, optimizer, phase.steps, DTYPES[phase.dtype],
                             train.log_every if minibatch else 1,
                             phase.eval_every or (train.eval_every if minibatch else 10), phase.time_share or None))
     return Trainer(phases, assembly.field, {"samplers": assembly.samplers}, assembly.evaluate, save=save,
-                   checkpoint_every=train.checkpoint_every, max_time=max_time or train.max_time, observer=observer)
+                   checkpoint_every=train.checkpoint_every, max_time=max_time or train.max_time, observer=observer,
+                   group=assembly.group)
 
 
 def batch_plan(spec: ProblemSpec, assembly: Assembly) -> BatchPlan:

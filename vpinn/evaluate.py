@@ -11,7 +11,8 @@ Relative errors, each a ratio of quadrature sums on the evaluation rule (accumul
 * ``rel_energy`` = ||u - u*||_E / ||u*||_E         (the physics' energy norm)
 
 The evaluation rule should differ from the training rule (other nodes), so that a network that
-fits the training points but not the function between them is caught.
+fits the training points but not the function between them is caught.  With several ranks
+(``group``) each sums its share of the rule and the sums are summed over the ranks.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from typing import Sequence
 
 import torch
 
+from vpinn.distributed import LOCAL, Group, shared_total
 from vpinn.physics.base import Physics, Term, Trial, integrand
 from vpinn.quadrature.base import PointBatch, QuadratureRule
 
 
-def relative_errors(physics: Physics, trial: Trial, rule: QuadratureRule, chunk: int, device, dtype) -> dict[str, float]:
+def relative_errors(physics: Physics, trial: Trial, rule: QuadratureRule, chunk: int, device, dtype,
+                    group: Group = LOCAL) -> dict[str, float]:
     """``rel_l2``, ``rel_h1`` and ``rel_energy`` of ``trial`` against ``physics.exact`` (needed)."""
 
     def parts(batch: PointBatch) -> torch.Tensor:
@@ -42,7 +45,7 @@ def relative_errors(physics: Physics, trial: Trial, rule: QuadratureRule, chunk:
             dim=1,
         )
 
-    sums = rule.total(parts, chunk, device, dtype).tolist()
+    sums = shared_total(rule, parts, chunk, device, dtype, group).tolist()
     ratio = lambda a, b: math.sqrt(a / b) if b > 0 else math.sqrt(a)  # noqa: E731  (absolute if u* = 0)
     return {
         "rel_l2": ratio(sums[0], sums[1]),
@@ -51,8 +54,8 @@ def relative_errors(physics: Physics, trial: Trial, rule: QuadratureRule, chunk:
     }
 
 
-def energy(terms: Sequence[Term], trial: Trial, chunk: int, device, dtype) -> float:
+def energy(terms: Sequence[Term], trial: Trial, chunk: int, device, dtype, group: Group = LOCAL) -> float:
     """The loss functional ``E(trial)``, exactly: each term summed over its whole rule.
     ``trial`` is the ansatz or ``physics.exact`` (for ``E(u*)``)."""
-    return sum(float(term.rule.total(lambda b, f=term.form: integrand(f, trial, b), chunk, device, dtype))
+    return sum(float(shared_total(term.rule, lambda b, f=term.form: integrand(f, trial, b), chunk, device, dtype, group))
                for term in terms)

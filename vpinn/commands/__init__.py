@@ -3,7 +3,8 @@
 One module per subcommand (``solve`` trains a problem file and writes results; ``bench`` times
 training steps per derivative method and batch size; ``memory`` measures peak memory across
 batch sizes and rule sizes; ``compare`` runs optimisers side by side under one time budget; ``variance`` measures each sampler's
-gradient noise; ``batches`` compares batch sizes and samplers under one time budget), plus the shared argument helpers (:mod:`.arguments`) and the
+gradient noise; ``batches`` compares batch sizes and samplers under one time budget; ``scale`` times data-parallel
+training under ``torchrun`` across process counts and gradient compressions), plus the shared argument helpers (:mod:`.arguments`) and the
 terminal side of training (:mod:`.terminal`: progress bars, Ctrl-C).  This is the only layer
 that knows about terminals, signals and argument parsing.  User mistakes print one line
 (``error: ...``) and exit with status 2; Ctrl-C during training saves a checkpoint and exits
@@ -16,7 +17,8 @@ import argparse
 import sys
 import warnings
 
-from vpinn.commands import batches, bench, compare, memory, solve, variance
+from vpinn.commands import batches, bench, compare, memory, scale, solve, variance
+from vpinn.distributed.launch import launch_rank
 from vpinn.errors import VpinnError, VpinnWarning
 
 #: command -> (help, module with DESCRIPTION, add_arguments and run)
@@ -27,6 +29,7 @@ COMMANDS = {
     "compare": ("optimisers side by side under one time budget", compare),
     "variance": ("gradient noise of every sampler at one network state", variance),
     "batches": ("what each batch size and sampler buys under one time budget", batches),
+    "scale": ("data-parallel training across process counts and gradient compressions", scale),
 }
 
 
@@ -59,7 +62,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         return COMMANDS[args.command][1].run(args)
     except VpinnError as err:
-        print(f"error: {err}", file=sys.stderr)
+        if launch_rank() == 0:  # under torchrun every rank meets the same error: one line, from rank 0
+            print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

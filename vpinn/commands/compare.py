@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="wall-clock budget of each setting's training (default: train.max_time, else 120)")
 
 
-def _warm_start(spec: ProblemSpec) -> AdamPhase:
+def warm_start(spec: ProblemSpec) -> AdamPhase:
     first = spec.train.phases[0]
     if not isinstance(first, AdamPhase):
         raise VpinnError(f"compare: {spec.name}'s first training phase is {first.optimizer}, not the Adam warm start")
@@ -53,7 +53,7 @@ def _warm_start(spec: ProblemSpec) -> AdamPhase:
 
 def schedule(spec: ProblemSpec, setting: str) -> list[dict]:
     """The phases (as problem-file tables) of one setting; see the module docstring."""
-    adam = _warm_start(spec)
+    adam = warm_start(spec)
     start = {**dataclasses.asdict(adam), "time_share": 0.0}
     engd = next((p for p in spec.train.phases if p.optimizer == "engd"), None)
     after = {

@@ -5,12 +5,17 @@ Writes into the output directory (``results/<name>`` by default):
 ``solution.vtu`` (and ``solution.xdmf`` if asked), ``profile.csv`` and ``profile.png`` where the
 domain has a profile line (the hollow sphere's radius), ``problem.toml`` (a copy of the input)
 and ``checkpoint.pt``.  Every file is written atomically.  The problem file is read once.
+
+Under ``torchrun`` every rank runs this command: the ranks share each step's batch and every
+full-rule sum (:mod:`vpinn.distributed`), and only rank 0 prints, shows progress and writes
+files; the checkpoint records the world size and resumes with any number of ranks.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import platform
 import time
 from dataclasses import dataclass, field
@@ -23,15 +28,18 @@ from vpinn.assemble import Assembly, assemble, build_trainer, fingerprint
 from vpinn.atomic import write_text
 from vpinn.commands.arguments import add_common_arguments, default_problem, device_name, positive_seconds
 from vpinn.commands.terminal import TerminalObserver
+from vpinn.distributed import Group, finish, rank_device, start, world_size
+from vpinn.distributed.compensate import calibrate
 from vpinn.errors import TrainingDiverged, VpinnError
 from vpinn.evaluate import energy, relative_errors
 from vpinn.export import (PROFILE_POINTS, evaluate_fields, grid_points, plot_errors, plot_loss, plot_slice, write_csv,
                           write_grid, write_json, write_profile)
 from vpinn.measurement.budget import fit_batch
-from vpinn.measurement.memory import keep_freed_memory, peak_memory_bytes
+from vpinn.measurement.memory import keep_freed_memory, peak_memory_bytes, peak_reserved_bytes
 from vpinn.physics.base import on_volume_rule
 from vpinn.problem import ProblemSpec, load_problem
 from vpinn.train import TrainResult
+from vpinn.train.batching import fit
 from vpinn.train.checkpoint import CheckpointError, check_fingerprint, load_checkpoint, save_checkpoint
 
 DESCRIPTION = "Train the problem and write summary.json, history.csv, plots, solution.vtu and a checkpoint to results/<name>/."
@@ -71,7 +79,8 @@ def _with_sizes(spec: ProblemSpec, batch: int, chunk: int) -> ProblemSpec:
 
 
 def _batch_text(spec: ProblemSpec, assembly) -> str:
-    start = f"{assembly.terms[0].batch:,}"
+    batch, ranks = assembly.terms[0].batch, assembly.group.size
+    start = f"{batch:,}" if ranks == 1 else f"{batch:,} per rank x {ranks} ranks = {batch * ranks:,}"
     return f"auto from {start}" if spec.train.batch == "auto" else start + (f" ({spec.train.sampling})" if spec.train.sampling != "uniform" else "")
 
 
@@ -92,10 +101,24 @@ def _resume_state(path: Path, spec: ProblemSpec) -> dict:
 
 
 def solve(problem_path: str | Path, options: SolveOptions = SolveOptions(), echo: Callable[[str], None] = print) -> dict:
-    """Solve the problem in ``problem_path``; returns the summary (also written as JSON)."""
+    """Solve the problem in ``problem_path``; returns the summary (also written as JSON).  Under
+    ``torchrun``, on every rank (see the module docstring)."""
     started = time.perf_counter()
     spec = load_problem(problem_path, options.overrides)
-    device = torch.device(device_name(options.device))
+    device = rank_device(torch.device(device_name(options.device)))
+    spec = dataclasses.replace(spec, train=spec.train.on_device(device.type))  # a batch left out: the device's
+    if spec.train.memory_limit and world_size() > 1:
+        raise VpinnError("train.memory_limit: not available under torchrun (each rank would fit its own batch); "
+                         "set train.batch instead")
+    group = start(device, spec.train.compression, spec.train.bits, spec.train.seed)
+    try:
+        return _solve(problem_path, spec, device, group, options, echo if group.is_root else lambda line: None, started)
+    finally:
+        finish(group)
+
+
+def _solve(problem_path: str | Path, spec: ProblemSpec, device: torch.device, group: Group, options: SolveOptions,
+           echo: Callable[[str], None], started: float) -> dict:
     out = spec.output_path(options.output)
     state = _resume_state(out / "checkpoint.pt", spec) if options.resume else None
     calibration = {}
@@ -108,19 +131,24 @@ def solve(problem_path: str | Path, options: SolveOptions = SolveOptions(), echo
              f"(calibrated {estimate.per_point / 1024:.2f} KiB per point + {estimate.fixed / 2**20:.0f} MiB fixed)")
         calibration = {"memory_limit_bytes": spec.train.memory_limit_bytes,
                        "calibrated_bytes_per_point": estimate.per_point, "calibrated_fixed_bytes": estimate.fixed}
-    assembly = assemble(spec, device)
-    out.mkdir(parents=True, exist_ok=True)
-    settings = "".join(f"# run with --set {key}={value!r}\n" for key, value in options.overrides.items())
-    write_text(out / "problem.toml", settings + Path(problem_path).read_text(encoding="utf-8"))
-    fitted = spec.train.micro_batch if spec.train.batch == "auto" else spec.train.batch
-    extra = {"fingerprint": fingerprint(spec), "sizes": {"batch": fitted, "chunk": spec.train.chunk}}
-    with TerminalObserver(options.progress) as observer:
-        trainer = build_trainer(spec, assembly, save=lambda s: save_checkpoint(out / "checkpoint.pt", {**s, **extra}),
-                                max_time=options.max_time, observer=observer)
+    assembly = assemble(spec, device, group)
+    if spec.train.compensate:
+        calibration.update(_compensate_batch(spec, assembly, echo))
+    if group.is_root:
+        out.mkdir(parents=True, exist_ok=True)
+        settings = "".join(f"# run with --set {key}={value!r}\n" for key, value in options.overrides.items())
+        write_text(out / "problem.toml", settings + Path(problem_path).read_text(encoding="utf-8"))
+    fitted = spec.train.micro_batch if spec.train.batch == "auto" else assembly.terms[0].batch
+    extra = {"fingerprint": fingerprint(spec), "sizes": {"batch": fitted, "chunk": spec.train.chunk},
+             "world_size": group.size}
+    save = (lambda s: save_checkpoint(out / "checkpoint.pt", {**s, **extra})) if group.is_root else None
+    with TerminalObserver(options.progress and group.is_root) as observer:
+        trainer = build_trainer(spec, assembly, save=save, max_time=options.max_time, observer=observer)
         if state is not None:
             trainer.load_state_dict(state)
             phase = trainer.phases[trainer.current]
-            echo(f"resuming {spec.name} at {phase.name} step {trainer.done[trainer.current]} ({trainer.step} steps in all)")
+            echo(f"resuming {spec.name} at {phase.name} step {trainer.done[trainer.current]} ({trainer.step} steps in all"
+                 f"{_ranks_then_now(state, group)})")
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         echo(f"{spec.name}: {assembly.terms[0].rule.size:,} quadrature points, batch {_batch_text(spec, assembly)}, "
@@ -129,25 +157,53 @@ def solve(problem_path: str | Path, options: SolveOptions = SolveOptions(), echo
         try:
             result = trainer.run()
         except TrainingDiverged:
-            write_csv(out / "history.csv", trainer.history)
+            if group.is_root:
+                write_csv(out / "history.csv", trainer.history)
             raise
-    write_csv(out / "history.csv", result.history)
+    if group.is_root:
+        write_csv(out / "history.csv", result.history)
     if result.status == "interrupted":
         echo(f"interrupted at step {trainer.step}: checkpoint saved to {out / 'checkpoint.pt'}; continue with --resume")
         return {"status": "interrupted"}
+    batch = assembly.terms[0].batch
+    calibration.update(world_size=group.size, global_batch=batch * group.size, compression=group.compression,
+                       communicated_bytes=group.bytes_sent,
+                       communicated_bytes_per_step=round(group.bytes_sent / max(1, sum(result.steps.values()))))
     summary = _finish(spec, assembly, result, trainer.dtype, out, started, options.overrides,
                       {**calibration, "final_batch": _final_batch(trainer)})
-    echo(_one_line(summary, out))
+    if group.is_root:
+        echo(_one_line(summary, out))
     return summary
+
+
+def _ranks_then_now(state: dict, group: Group) -> str:
+    """``", written by 2 ranks, now 1"`` when the number of ranks changed since the checkpoint."""
+    before = int(state.get("world_size", 1))
+    return "" if before == group.size else f"; written by {before} rank{'s' * (before > 1)}, now {group.size}"
+
+
+def _compensate_batch(spec: ProblemSpec, assembly: Assembly, echo: Callable[[str], None]) -> dict:
+    """``train.compensate``: raise every term's per-rank batch by the measured factor
+    ``1 + sigma_q^2 / sigma_s^2`` (:mod:`vpinn.distributed.compensate`); returns summary entries."""
+    measured = calibrate(assembly, spec.train.bits, spec.train.seed)
+    assembly.terms[:] = [dataclasses.replace(t, batch=fit(math.ceil(t.batch * measured.factor), sampler))
+                         for t, sampler in zip(assembly.terms, assembly.samplers)]
+    echo(f"train.compensate: sampling variance {measured.sampling_variance:.3e}, dither variance "
+         f"{measured.quantisation_variance:.3e} per coordinate: batch x {measured.factor:.4f} = {assembly.terms[0].batch:,}")
+    return {"sampling_variance": measured.sampling_variance, "quantisation_variance": measured.quantisation_variance,
+            "compensation_factor": measured.factor}
 
 
 def _finish(spec: ProblemSpec, assembly: Assembly, result: TrainResult, dtype: torch.dtype, out: Path, started: float,
             overrides: dict, extra: dict) -> dict:
     """Evaluate, export fields and plots, and write the summary (with ``extra`` entries)."""
-    physics, trial, device, chunk = assembly.physics, assembly.trial, assembly.device, assembly.chunk
+    physics, trial, device, chunk, group = assembly.physics, assembly.trial, assembly.device, assembly.chunk, assembly.group
     rule = assembly.evaluation_rule
-    errors = relative_errors(physics, trial, rule, chunk, device, dtype) if physics.exact else {}
-    exact_energy = energy(on_volume_rule(assembly.terms, rule), physics.exact, chunk, device, dtype) if physics.exact else None
+    errors = relative_errors(physics, trial, rule, chunk, device, dtype, group) if physics.exact else {}
+    exact_energy = (energy(on_volume_rule(assembly.terms, rule), physics.exact, chunk, device, dtype, group)
+                    if physics.exact else None)
+    if not group.is_root:  # the sums above are collective; files are rank 0's
+        return {"status": result.status, **errors}
     shape = spec.output.grid
     points = grid_points(assembly.domain.volume_map(), shape)
     fields = evaluate_fields(physics, trial, points, chunk, device, dtype)
@@ -176,6 +232,7 @@ def _finish(spec: ProblemSpec, assembly: Assembly, result: TrainResult, dtype: t
         "derivatives": spec.model.derivatives,
         "peak_memory_bytes": peak_memory_bytes(device),
         "peak_memory_kind": "cuda max_memory_allocated" if device.type == "cuda" else "process peak RSS (VmHWM)",
+        "peak_reserved_bytes": peak_reserved_bytes(device),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "seed": spec.train.seed,

@@ -1,11 +1,13 @@
 """Solves in fresh processes, for the commands that compare settings under one wall-time budget
-(``compare``, ``batches``): each setting is ``solve`` with ``--set`` overrides and ``--max-time``,
-so no setting inherits another's warm caches, allocator state or memory peak."""
+(``compare``, ``batches``) or across process counts (``scale``): each setting is ``solve`` with
+``--set`` overrides (and ``--max-time``), so no setting inherits another's warm caches, allocator
+state or memory peak; ``nproc > 1`` starts it under ``torchrun``."""
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,13 +24,19 @@ def inline(value) -> str:
     return json.dumps(value) if isinstance(value, str) else repr(value).lower() if isinstance(value, bool) else repr(value)
 
 
-def run_solve(problem: str, overrides: dict, out: Path, budget: float, device: str | None) -> dict:
-    """Solve ``problem`` with ``overrides`` into ``out`` for ``budget`` seconds of training; the
-    summary, the history rows and the curve of (seconds, relative L2) at evaluated rows."""
+def run_solve(problem: str, overrides: dict, out: Path, budget: float | None, device: str | None, *, nproc: int = 1,
+              threads: int | None = None) -> dict:
+    """Solve ``problem`` with ``overrides`` into ``out`` for ``budget`` seconds of training (None:
+    the file's), in ``nproc`` processes (``torchrun --standalone``) of ``threads`` CPU threads
+    each (None: torch's default); the summary, the history rows and the curve of (seconds,
+    relative L2) at evaluated rows."""
     arguments = [item for key, value in overrides.items() for item in ("--set", f"{key}={inline(value)}")]
-    command = [sys.executable, "-m", "vpinn.commands", "solve", problem, "--quiet", "--out", str(out),
-               "--max-time", repr(budget), *(["--device", device] if device else []), *arguments]
-    done = subprocess.run(command, capture_output=True, text=True)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] \
+        if nproc > 1 else [sys.executable]
+    command = [*launcher, "-m", "vpinn.commands", "solve", problem, "--quiet", "--out", str(out),
+               *(["--max-time", repr(budget)] if budget else []), *(["--device", device] if device else []), *arguments]
+    environment = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+    done = subprocess.run(command, capture_output=True, text=True, env=environment)
     if done.returncode != 0:
         lines = (done.stderr or done.stdout).strip().splitlines()
         raise VpinnError(f"the run in {out} failed: {lines[-1] if lines else 'no output'}")

@@ -3,7 +3,9 @@
 :class:`TerminalObserver` is the :class:`~vpinn.train.loop.Observer` that ``solve`` gives the
 loop: one tqdm bar per phase (rate, ETA, the last logged loss and learning rate), and a SIGINT
 handler installed for the duration of the run, under which the first Ctrl-C asks the loop to
-stop after the current step (it then saves a checkpoint) and a second one stops at once.
+stop after the current step (it then saves a checkpoint) and a second one stops at once.  A
+second SIGINT within :data:`REPEAT_SECONDS` of the first counts as the same Ctrl-C: ``torchrun``
+forwards the terminal's Ctrl-C to its workers, which have already received it themselves.
 """
 
 from __future__ import annotations
@@ -11,10 +13,14 @@ from __future__ import annotations
 import math
 import signal
 import threading
+import time
 
 from tqdm import tqdm
 
 from vpinn.train.loop import Observer, Phase
+
+#: seconds within which a repeated SIGINT is the same Ctrl-C
+REPEAT_SECONDS = 1.0
 
 
 class TerminalObserver(Observer):
@@ -25,6 +31,7 @@ class TerminalObserver(Observer):
         self.progress = progress
         self.bar: tqdm | None = None
         self._interrupted = False
+        self._interrupted_at = 0.0
         self._previous = None
 
     def __enter__(self) -> "TerminalObserver":
@@ -38,9 +45,11 @@ class TerminalObserver(Observer):
             self._previous = None
 
     def _request_stop(self, signum, frame) -> None:
-        if self._interrupted:  # a second Ctrl-C: stop at once
+        now = time.monotonic()
+        if self._interrupted and now - self._interrupted_at > REPEAT_SECONDS:  # a second Ctrl-C: stop at once
             raise KeyboardInterrupt
-        self._interrupted = True
+        if not self._interrupted:
+            self._interrupted, self._interrupted_at = True, now
 
     def stop_requested(self) -> str | None:
         return "interrupted" if self._interrupted else None

@@ -81,6 +81,12 @@ def current_resident_bytes() -> int:
     return _status_bytes("VmRSS") or 0
 
 
+def peak_reserved_bytes(device: torch.device) -> int | None:
+    """Peak memory the CUDA caching allocator held (allocated plus cached free blocks); None on
+    the CPU, where the peak resident size already counts what the allocator holds."""
+    return torch.cuda.max_memory_reserved(device) if device.type == "cuda" else None
+
+
 def peak_memory_bytes(device: torch.device) -> int:
     """Peak memory of ``device``: CUDA tensors at their peak, or the process's peak RSS on CPU."""
     if device.type == "cuda":

@@ -23,6 +23,10 @@ from vpinn.geometry import Box, SphereOctant
 VALUE_CONDITIONS: frozenset[str] = frozenset({"dirichlet", "clamp"})
 
 
+#: ``train.batch`` where the file leaves it out: on CUDA a step costs about the same for every
+#: b <= 1e5 (kernel launches; H200: ~5 ms), so the default batch is large there
+DEFAULT_BATCH = {"cpu": 8192, "cuda": 131072}
+
 _BYTE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
                "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
@@ -494,7 +498,8 @@ class TrainSpec:
 
     ``memory_limit`` (e.g. ``"2GiB"``) replaces ``batch`` (with ``batch = "auto"``: ``micro_batch``)
     by the largest batch whose training steps fit in that much memory above the process's idle
-    baseline (see :mod:`vpinn.measurement.budget`).
+    baseline (see :mod:`vpinn.measurement.budget`).  ``batch`` left out means
+    :data:`DEFAULT_BATCH` of the device (:meth:`on_device`).
 
     Sampling and batch control (:mod:`vpinn.sampling`, :mod:`vpinn.train.batching`):
     ``sampling`` picks the minibatch sampler; ``strata`` (0: a quarter of the batch),
@@ -505,10 +510,15 @@ class TrainSpec:
     batch, or ``chunk`` for ``"auto"``), larger batches accumulate gradients over micro-batches.  ``lr_scaling`` rescales Adam's
     learning rate with the batch (``sqrt``: by sqrt(b / b0)); ``term_allocation = "neyman"``
     splits the batch between the volume and boundary terms by their measured noise.
+
+    Under ``torchrun`` (:mod:`vpinn.distributed`) ``batch`` and ``boundary_batch`` are per rank
+    (the global batch is K times larger); ``compression`` (with ``bits`` for ``"dither"``) is how
+    the ranks sum minibatch gradients, and ``compensate`` raises the batch by the dither's added
+    variance (:mod:`vpinn.distributed.compensate`).
     """
 
     steps: int = 2000
-    batch: int | Literal["auto"] = 8192
+    batch: int | Literal["auto"] | None = None
     boundary_batch: int = 1024
     sampling: Literal["uniform", "stratified", "sobol", "importance"] = "uniform"
     strata: int = 0
@@ -534,19 +544,27 @@ class TrainSpec:
     checkpoint_every: int = 500
     chunk: int = 65536
     memory_limit: str = ""
+    compression: Literal["none", "fp16", "bf16", "powersgd", "dither"] = "none"
+    bits: int = 6
+    compensate: bool = False
     lbfgs: LbfgsSpec = LbfgsSpec()
     phase: tuple[PhaseSpec, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("boundary_batch", "log_every", "eval_every", "checkpoint_every", "chunk", "batch_start", "refresh_every"):
             _at_least(1, name, getattr(self, name))
-        if self.batch != "auto":
+        if self.batch not in ("auto", None):
             _at_least(1, "batch", self.batch)
         for name in ("strata", "batch_max", "micro_batch"):
             _at_least(0, name, getattr(self, name))
         if not 0.1 <= self.uniform_mix <= 1:
             raise SpecError("uniform_mix", f"must be between 0.1 and 1 (the uniform share of the proposal), not {self.uniform_mix}")
         _positive("snr_threshold", self.snr_threshold)
+        if not 2 <= self.bits <= 16:
+            raise SpecError("bits", f"must be between 2 and 16, not {self.bits}")
+        if self.compensate and self.compression != "dither":
+            raise SpecError("compensate", f"needs compression = \"dither\" (the only one with a known added variance), "
+                                          f"not {self.compression!r}")
         for name in ("steps", "warmup"):
             if getattr(self, name) < 0:
                 raise SpecError(name, f"must not be negative, not {getattr(self, name)}")
@@ -575,6 +593,11 @@ class TrainSpec:
         lbfgs = self.lbfgs
         return adam, LbfgsPhase("lbfgs", lbfgs.iterations, lbfgs.history, lbfgs.tolerance, "finish", lbfgs.dtype,
                                 eval_every=max(1, lbfgs.iterations // 20))
+
+    def on_device(self, device_type: str) -> "TrainSpec":
+        """This section with ``batch`` set to the device's :data:`DEFAULT_BATCH` if the file left
+        it out (a process on ``device_type``, "cpu" or "cuda", reads this one)."""
+        return self if self.batch is not None else dataclasses.replace(self, batch=DEFAULT_BATCH[device_type])
 
     @property
     def initial_batch(self) -> int:

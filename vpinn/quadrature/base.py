@@ -12,7 +12,7 @@ import itertools
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import torch
 
@@ -47,9 +47,14 @@ class QuadratureRule(ABC):
 
         ``fn`` maps a :class:`PointBatch` to values (b,) or (b, k); no autograd graph is kept.
         """
+        return self.total_over(fn, self.chunks(chunk, device), dtype)
+
+    def total_over(self, fn, indices: Iterable[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
+        """``sum_i w_i fn(x_i)`` over the index ranges ``indices`` (e.g. one rank's part of the
+        rule), accumulated in float64; ``indices`` must not be empty."""
         result = None
         with torch.no_grad():
-            for index in self.chunks(chunk, device):
+            for index in indices:
                 batch = self.take(index, dtype)
                 values = fn(batch)
                 weights = batch.weights.reshape(-1, *([1] * (values.dim() - 1)))

@@ -13,6 +13,10 @@ is obtained from the density itself by automatic differentiation, so no PDE need
 its own.  ``G`` is estimated on a sample ``I`` of the rule as ``(N/n) sum_{i in I} ...``
 (unbiased), accumulated over chunks; the Jacobians ``J`` of all its points (``n x q x P``
 numbers) are kept for the line search of :mod:`vpinn.train.optimizers.engd`.
+
+With several ranks each holds the pieces of its own part of the sample; the active rows are
+maximised, ``G`` summed, and the rows of ``A`` (``A^T A = G``) gathered over the ranks, so every
+rank solves the same system.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
+from vpinn.distributed import LOCAL, Group
 from vpinn.physics.base import Form
 from vpinn.quadrature.base import PointBatch
 
@@ -71,34 +76,39 @@ def curvature_chunks(form: Form, trial, batch: PointBatch, factor: float, chunk:
     return pieces
 
 
-def active_rows(pieces: list[CurvatureChunk]) -> Tensor:
+def active_rows(pieces: list[CurvatureChunk], group: Group = LOCAL) -> Tensor:
     """Indices of the entries of ``z`` on which the density's Hessian acts (e.g. only ``grad u``
-    for Poisson): the other rows of ``J`` add nothing to ``G`` and are left out of it."""
-    curvature = torch.stack([p.hessian.abs().amax(dim=(0, 1)) for p in pieces]).amax(0)
+    for Poisson) at any point of any rank: the other rows of ``J`` add nothing to ``G`` and are
+    left out of it."""
+    curvature = group.max_(torch.stack([p.hessian.abs().amax(dim=(0, 1)) for p in pieces]).amax(0))
     return torch.nonzero(curvature > 0)[:, 0]
 
 
-def gram_matrix(pieces: list[CurvatureChunk], rows: Tensor) -> Tensor:
-    """``G = sum_i c w_i J_i^T H_i J_i`` (P, P) over the sample, restricted to ``rows`` of ``z``."""
+def gram_matrix(pieces: list[CurvatureChunk], rows: Tensor, group: Group = LOCAL) -> Tensor:
+    """``G = sum_i c w_i J_i^T H_i J_i`` (P, P) over the sample (all ranks' parts), restricted
+    to ``rows`` of ``z``."""
     total = None
     for p in pieces:
         jacobian = p.jacobian[:, rows]
         weighted = (p.weights[:, None, None] * p.hessian[:, rows][:, :, rows]) @ jacobian
         part = jacobian.reshape(-1, jacobian.shape[-1]).T @ weighted.reshape(-1, jacobian.shape[-1])
         total = part if total is None else total + part
+    group.sum_(total)
     return 0.5 * (total + total.T)
 
 
-def square_root_rows(pieces: list[CurvatureChunk], rows: Tensor) -> Tensor:
+def square_root_rows(pieces: list[CurvatureChunk], rows: Tensor, group: Group = LOCAL) -> Tensor:
     """``A`` (R, P) with ``A^T A = G``: per point ``(c w_i)^(1/2) Lambda^(1/2) V^T J_i`` from the
-    eigenvalues of ``H_i`` (negative ones, which a convex energy has not, clipped to 0)."""
+    eigenvalues of ``H_i`` (negative ones, which a convex energy has not, clipped to 0), the
+    rows of all ranks stacked (zero rows, which change neither ``G`` nor the Woodbury solve,
+    pad ranks with fewer points)."""
     blocks = []
     for p in pieces:
         values, vectors = torch.linalg.eigh(p.hessian[:, rows][:, :, rows])
         scale = (p.weights[:, None] * values.clamp(min=0)).sqrt()
         blocks.append((scale[:, :, None] * vectors.transpose(1, 2)) @ p.jacobian[:, rows])
     stacked = torch.cat(blocks)
-    return stacked.reshape(-1, stacked.shape[-1])
+    return group.gather_rows(stacked.reshape(-1, stacked.shape[-1]))
 
 
 def solve_dense(gram: Tensor, gradient: Tensor, damping: float) -> Tensor:

@@ -7,6 +7,12 @@ to its sampler (the adaptive samplers learn from them).
 ``full_loss_backward`` sums every term over its whole rule in chunks of ``chunk`` points and calls
 ``backward`` per chunk: the parameter gradients accumulate to exactly the gradient of the full
 sum, while only one chunk's graph is alive at a time, so peak memory is that of one chunk.
+
+With several ranks (a :class:`~vpinn.distributed.Group` of size K) every rank samples or sums
+its own part (its slice of each global batch; its share of each rule's chunks), and the
+gradients and losses are summed over the ranks, so every rank ends with the estimate or exact
+sum a single process would compute.  :func:`sum_minibatch` may compress that sum
+(``train.compression``); full-rule sums are always exact.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from vpinn.distributed import LOCAL, Group, shared_chunks
 from vpinn.physics.base import Term, Trial, integrand
 from vpinn.sampling import Sampler
 
@@ -60,16 +67,31 @@ def minibatch_backward(terms: Sequence[Term], samplers: Sequence[Sampler], trial
     return parts, spreads
 
 
+def sum_minibatch(parameters: Sequence[torch.Tensor], group: Group, parts: dict[str, torch.Tensor],
+                  spreads: list[torch.Tensor], *, key: int = 0, compress: bool = False
+                  ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
+    """The ranks' :func:`minibatch_backward` results combined: gradients and term estimates
+    summed (the gradients through the compression hook if ``compress``; ``key`` seeds its draws),
+    the spreads averaged (each rank's are of the same per-point noise, all scaled by 1/K, which
+    Neyman's proportions do not see).  A process on its own gets its inputs back."""
+    values = sum_gradients(parameters, group, [*parts.values(), *spreads], key=key, compress=compress)
+    return dict(zip(parts, values[:len(parts)])), [s / group.size for s in values[len(parts):]]
+
+
 def full_loss_backward(terms: Sequence[Term], trial: Trial, chunk: int, device: torch.device,
-                       dtype: torch.dtype) -> torch.Tensor:
-    """The exact loss over the terms' whole rules (float64, detached); gradients accumulate in ``.grad``."""
+                       dtype: torch.dtype, group: Group = LOCAL) -> torch.Tensor:
+    """The exact loss over the terms' whole rules (float64, detached); gradients accumulate in
+    ``.grad``.  With several ranks each sums its share of the chunks, then the gradients of
+    ``trial.parameters()`` and the loss are summed over the ranks (so start from cleared
+    gradients: whatever ``.grad`` held before would be summed too)."""
     total = torch.zeros((), dtype=torch.float64, device=device)
     for term in terms:
-        for index in term.rule.chunks(chunk, device):
+        for index in shared_chunks(term.rule, chunk, device, group):
             batch = term.rule.take(index, dtype)
             loss = (batch.weights * integrand(term.form, trial, batch)).sum()
             loss.backward()
             total += loss.detach().double()
+    (total,) = sum_gradients(trial.parameters(), group, [total])
     return total
 
 
@@ -84,3 +106,19 @@ def set_flat_gradient(parameters: Sequence[torch.Tensor], flat: torch.Tensor) ->
     for p in parameters:
         p.grad = flat[start: start + p.numel()].reshape(p.shape).to(p.dtype).clone()
         start += p.numel()
+
+
+def sum_gradients(parameters: Sequence[torch.Tensor], group: Group, scalars: Sequence[torch.Tensor] = (), *,
+                  key: int = 0, compress: bool = False) -> list[torch.Tensor]:
+    """Sum the parameters' ``.grad`` over the ranks of ``group`` (through its compression hook
+    if ``compress``, exactly otherwise; ``key`` seeds the hook's draws) and return ``scalars``
+    (0-d) summed exactly; a process on its own has nothing to do."""
+    if group.size == 1:
+        return list(scalars)
+    flat = flat_gradient(parameters)
+    flat = group.compressed_sum_(flat, [p.shape for p in parameters], key) if compress else group.sum_(flat)
+    set_flat_gradient(parameters, flat)
+    if not scalars:
+        return []
+    values = group.sum_(torch.stack([s.detach().to(torch.float64).reshape(()) for s in scalars]))
+    return [v.to(s.dtype) for v, s in zip(values.unbind(), scalars)]

@@ -11,7 +11,10 @@ It stops a phase at its step count, before a step that would end past its deadli
 times the cumulative time shares; the last step's duration is the forecast), or when the
 optimiser reports convergence, and the whole run when the observer asks
 (Ctrl-C, handled by the command layer) or on a non-finite loss
-(:class:`~vpinn.errors.TrainingDiverged`, keeping the last good checkpoint).  The training dtype
+(:class:`~vpinn.errors.TrainingDiverged`, keeping the last good checkpoint).  With several
+ranks (``group``) every stop decision is agreed by all of them after each step (the highest
+reason any rank has wins), so that none is left waiting in a collective; the loss that is
+checked for finiteness is already the same on every rank.  The training dtype
 is explicit state: set by each phase, saved, and used by every evaluation.
 """
 
@@ -24,6 +27,7 @@ from typing import Callable
 
 import torch
 
+from vpinn.distributed import LOCAL, Group
 from vpinn.errors import TrainingDiverged
 from vpinn.train.optimizers import Optimizer, StepReport
 
@@ -74,10 +78,10 @@ class Trainer:
 
     def __init__(self, phases: list[Phase], network: torch.nn.Module, stateful: dict, evaluate: Callable[[torch.dtype], dict],
                  *, save: Callable[[dict], None] | None = None, checkpoint_every: int = 500, max_time: float | None = None,
-                 observer: Observer | None = None):
+                 observer: Observer | None = None, group: Group = LOCAL):
         self.phases, self.network, self.stateful, self.evaluate = phases, network, stateful, evaluate
         self.save, self.checkpoint_every, self.max_time = save, checkpoint_every, max_time or None
-        self.observer = observer or Observer()
+        self.observer, self.group = observer or Observer(), group
         self.dtype = phases[0].dtype
         self.current, self.done, self.phase_seconds = 0, [0] * len(phases), [0.0] * len(phases)
         self.history: list[dict] = []
@@ -123,7 +127,9 @@ class Trainer:
         try:
             lap_start = time.perf_counter()
             while self.done[index] < phase.steps:
+                sent = self.group.bytes_sent
                 report = phase.optimizer.step()
+                report.communicated = self.group.bytes_sent - sent
                 self.done[index] += 1
                 pending.append(report)
                 if report.note:
@@ -139,8 +145,9 @@ class Trainer:
                 stop, now = self.observer.stop_requested(), time.perf_counter()
                 # out of time when another step as long as this one would end past the deadline
                 late = deadline is not None and 2 * now - lap_start >= deadline
-                if stop or report.converged or late:
-                    reason = stop or ("converged" if report.converged else "time limit")
+                agreed = self.group.agree(stop or ("converged" if report.converged else "time limit" if late else None))
+                if agreed:
+                    reason = agreed
                     break
                 lap_start = now
             if pending:  # steps since the last row end the phase: record and evaluate them
@@ -161,7 +168,8 @@ class Trainer:
         row = {"step": self.step, "phase": phase.name, "epoch": last.epochs, "batch": last.points, "loss": loss,
                **{f"loss_{name}": float(value) for name, value in last.parts.items()},
                "lr": last.lr, "grad_norm": float(last.grad_norm),
-               **{name: float(value) for name, value in last.diagnostics.items()}, "elapsed_s": self.elapsed()}
+               **{name: float(value) for name, value in last.diagnostics.items()}, "elapsed_s": self.elapsed(),
+               **({"comm_bytes": last.communicated} if last.communicated else {})}
         if evaluate:
             row.update(self.evaluate(self.dtype))
         self.history.append(row)

@@ -14,6 +14,7 @@ from typing import Callable, Protocol
 
 import torch
 
+from vpinn.distributed import LOCAL, Group
 from vpinn.physics.base import Term, Trial
 from vpinn.sampling import Sampler
 
@@ -22,7 +23,8 @@ from vpinn.sampling import Sampler
 class TrainingProblem:
     """What an optimiser may use: the parameters it updates, the trial function they define,
     the loss terms (each with its training rule and batch size), one sampler per term, the
-    chunk size of exact full-rule sums, and the compute device."""
+    chunk size of exact full-rule sums, the compute device, and the ranks that share the work
+    (:class:`~vpinn.distributed.Group`; a process on its own by default)."""
 
     parameters: list[torch.Tensor]
     trial: Trial
@@ -30,15 +32,17 @@ class TrainingProblem:
     samplers: list[Sampler]
     chunk: int
     device: torch.device
+    group: Group = LOCAL
 
 
 @dataclass
 class StepReport:
     """What one step did.  ``loss`` and ``grad_norm`` may stay on the device (tensors): the loop
     reads them back only when it logs.  ``points`` is the number of volume points the step's
-    estimate used, ``epochs`` the passes over the training rule so far (NaN if none);
-    ``diagnostics`` are further device scalars for the history (the noise statistics), ``note``
-    a change the step made (e.g. a new batch size) for the log."""
+    estimate used (over all ranks), ``epochs`` the passes over the training rule so far (NaN if
+    none); ``diagnostics`` are further device scalars for the history (the noise statistics),
+    ``note`` a change the step made (e.g. a new batch size) for the log, ``communicated`` the
+    payload bytes this rank handed to all-reduce in the step (set by the loop)."""
 
     loss: torch.Tensor | float
     grad_norm: torch.Tensor | float
@@ -49,6 +53,7 @@ class StepReport:
     converged: bool = False
     diagnostics: dict[str, torch.Tensor] = field(default_factory=dict)
     note: str | None = None
+    communicated: int = 0
 
 
 class Optimizer(Protocol):

@@ -1,13 +1,16 @@
 """Adam on minibatch estimates: sample -> estimate -> gradient -> clip -> schedule -> update.
 
 Each step draws every loss term's batch (in micro-batches when it exceeds the plan's ``micro``),
-reweights to an unbiased estimate of the loss, back-propagates, clips the gradient's global norm,
-sets the scheduled learning rate (times the batch plan's factor) and takes an Adam step.
+reweights to an unbiased estimate of the loss, back-propagates, sums the gradient over the ranks
+(compressed as ``train.compression`` says), clips the gradient's global norm, sets the scheduled
+learning rate (times the batch plan's factor) and takes an Adam step (PyTorch's fused
+implementation on CUDA: one kernel for all parameters, no host synchronisation).
 
 Every ``diagnose_every`` steps the batch is drawn as two independent halves whose gradients give
 the noise diagnostics (:mod:`vpinn.train.noise`: the trace of the gradient covariance, the
 signal ``|E g|^2``, the SNR and the noise scale); the step then uses their weighted mean, the
-same estimate as one draw.  The batch plan (:mod:`vpinn.train.batching`) may then change the
+same estimate as one draw (with several ranks each half is summed over the ranks, exactly,
+before the statistics, so that they are those of the global halves).  The batch plan (:mod:`vpinn.train.batching`) may then change the
 batches.  Clipping is off (0), at a fixed norm, or ``"auto"``: at a running estimate of the true
 gradient's norm ``|E g|`` (the best threshold of the simple noisy-quadratic model), the averaged
 ``|g|^2`` debiased by the latest noise trace; the report says how often it acted.
@@ -21,7 +24,7 @@ from __future__ import annotations
 import torch
 
 from vpinn.train.batching import BatchPlan
-from vpinn.train.estimate import flat_gradient, minibatch_backward, set_flat_gradient
+from vpinn.train.estimate import flat_gradient, minibatch_backward, set_flat_gradient, sum_minibatch
 from vpinn.train.noise import noise_statistics
 from vpinn.train.optimizers import StepReport, TrainingProblem
 from vpinn.train.schedules import Schedule
@@ -38,6 +41,16 @@ def clip_by_global_norm(parameters: list[torch.Tensor], max_norm: float | torch.
         coefficient = (max_norm / (norm + 1e-30)).clamp(max=1.0)
         torch._foreach_mul_(grads, coefficient.to(grads[0].dtype))
     return norm
+
+
+def _plan_per_ranks(state: dict, ranks: float) -> dict:
+    """A batch plan's state with its per-rank sizes (and the per-point noise measured on them)
+    times ``ranks``: checkpoints hold the global sizes (``ranks = K`` on saving, ``1/K`` on
+    loading), so that a run resumes with any number of ranks at the same global batch."""
+    scale = lambda size: max(1, round(size * ranks))  # noqa: E731
+    per_point = state["per_point"]
+    return {**state, "batches": [scale(b) for b in state["batches"]], "reference": scale(state["reference"]),
+            "per_point": None if per_point is None else per_point * ranks}
 
 
 class Adam:
@@ -69,7 +82,7 @@ class Adam:
         self.schedule = Schedule(lr, steps, warmup, decay, lr_final)
         self.plan = plan or BatchPlan([t.batch for t in problem.terms], problem.samplers,
                                       maximum=problem.terms[0].rule.size, micro=max(t.batch for t in problem.terms))
-        self.adam = torch.optim.Adam(problem.parameters, lr=lr)
+        self.adam = torch.optim.Adam(problem.parameters, lr=lr, fused=problem.device.type == "cuda")
         self.count = 0
         device = problem.device
         nan = torch.full((), float("nan"), dtype=torch.float64, device=device)
@@ -89,12 +102,12 @@ class Adam:
         for side in range(2):
             self.adam.zero_grad(set_to_none=True)
             sizes = [h[side] for h in halves]
-            half_parts, half_spreads = minibatch_backward(problem.terms, problem.samplers, problem.trial, self.dtype,
-                                                          sizes, plan.pieces)
+            half_parts, half_spreads = sum_minibatch(problem.parameters, problem.group, *minibatch_backward(
+                problem.terms, problem.samplers, problem.trial, self.dtype, sizes, plan.pieces))
             gradients.append(flat_gradient(problem.parameters))
             parts.append(half_parts)
             spreads.append(half_spreads)
-        volume = halves[0]
+        volume = [problem.group.size * h for h in halves[0]]  # the global halves
         weights = [[h[side] / sum(h) for h in halves] for side in range(2)]
         set_flat_gradient(problem.parameters, (volume[0] * gradients[0] + volume[1] * gradients[1]) / sum(volume))
         self._parts = {name: weights[0][k] * parts[0][name] + weights[1][k] * parts[1][name]
@@ -111,14 +124,16 @@ class Adam:
         noise = self._diagnosed_gradient() if diagnose else None
         if noise is None:
             self.adam.zero_grad(set_to_none=True)
-            self._parts, self._spreads = minibatch_backward(problem.terms, problem.samplers, problem.trial, self.dtype,
-                                                            plan.batches, plan.pieces)
+            self._parts, self._spreads = sum_minibatch(problem.parameters, problem.group, *minibatch_backward(
+                problem.terms, problem.samplers, problem.trial, self.dtype, plan.batches, plan.pieces),
+                key=self.count, compress=True)
         else:
             self.noise = noise
         grad_norm = self._clip()
         self.adam.step()
         self.count += 1
-        report = StepReport(sum(self._parts.values()), grad_norm, lr, plan.batches[0], problem.samplers[0].epochs,
+        report = StepReport(sum(self._parts.values()), grad_norm, lr, plan.batches[0] * problem.group.size,
+                            problem.samplers[0].epochs,
                             dict(self._parts), diagnostics=dict(self.noise))
         if self.clip == "auto":
             report.diagnostics["clip_rate"] = self.clipped / max(1, self.diagnose_every)
@@ -143,7 +158,8 @@ class Adam:
         return clip_by_global_norm(parameters, float(self.clip))
 
     def state_dict(self) -> dict:
-        return {"count": self.count, "adam": self.adam.state_dict(), "plan": self.plan.state_dict(),
+        plan = _plan_per_ranks(self.plan.state_dict(), self.problem.group.size)
+        return {"count": self.count, "adam": self.adam.state_dict(), "plan": plan,
                 "noise": {k: v.to("cpu", copy=True) for k, v in self.noise.items()},
                 "square_norm": self.square_norm.to("cpu", copy=True), "clipped": self.clipped.to("cpu", copy=True),
                 "notes": list(self.notes)}
@@ -152,7 +168,7 @@ class Adam:
         device = self.problem.device
         self.count = int(state["count"])
         self.adam.load_state_dict(state["adam"])
-        self.plan.load_state_dict(state["plan"])
+        self.plan.load_state_dict(_plan_per_ranks(state["plan"], 1 / self.problem.group.size))
         self.noise = {k: v.to(device, copy=True) for k, v in state["noise"].items()}
         self.square_norm, self.clipped = state["square_norm"].to(device, copy=True), state["clipped"].to(device, copy=True)
         self.notes = list(state["notes"])

@@ -40,11 +40,12 @@ import dataclasses
 
 import torch
 
+from vpinn.distributed import shared_chunks
 from vpinn.quadrature.base import PointBatch, QuadratureRule
 from vpinn.train.batching import fit
 from vpinn.train.curvature import (CurvatureChunk, active_rows, curvature_chunks, gram_matrix, solve_dense,
                                    solve_woodbury, square_root_rows)
-from vpinn.train.estimate import flat_gradient, full_loss_backward, minibatch_loss
+from vpinn.train.estimate import flat_gradient, full_loss_backward, minibatch_loss, sum_gradients
 from vpinn.train.optimizers import StepReport, TrainingProblem
 
 #: step lengths tried by the line search
@@ -92,35 +93,36 @@ class Engd:
         return self.problem.trial.parameters()
 
     def _gradient(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(loss, gradient of the volume term, gradient of the whole loss), flat in ``parameters`` order."""
-        problem = self.problem
-        for p in self.parameters:
-            p.grad = None
-        if self.gradient_points == 0:
-            loss = full_loss_backward([self.volume], problem.trial, problem.chunk, problem.device, self.dtype)
-            volume = flat_gradient(self.parameters)
-            loss = loss + full_loss_backward(self.loads, problem.trial, problem.chunk, problem.device, self.dtype)
-            self.passes += 1
-        else:
-            terms = [dataclasses.replace(self.volume, batch=self.gradient_points), *self.loads]
-            loss, _ = minibatch_loss(terms[:1], problem.samplers[:1], problem.trial, self.dtype)
-            loss.backward()
-            volume = flat_gradient(self.parameters)
-            if self.loads:
-                rest, _ = minibatch_loss(terms[1:], problem.samplers[1:], problem.trial, self.dtype)
-                rest.backward()
-                loss = loss + rest
-            self.passes += self.gradient_points / self.volume.rule.size
-        return loss.detach(), volume, flat_gradient(self.parameters)
+        """(loss, gradient of the volume term, gradient of the whole loss), flat in ``parameters``
+        order, each summed over the ranks (the volume and the load terms in turn, from cleared
+        gradients)."""
+        problem, group = self.problem, self.problem.group
+        terms = [self.volume, *self.loads] if self.gradient_points == 0 else \
+            [dataclasses.replace(self.volume, batch=self.gradient_points), *self.loads]
+        loss, gradients = torch.zeros((), dtype=torch.float64, device=problem.device), []
+        for part, samplers in ((terms[:1], problem.samplers[:1]), (terms[1:], problem.samplers[1:])):
+            for p in self.parameters:
+                p.grad = None
+            if self.gradient_points == 0:
+                loss = loss + full_loss_backward(part, problem.trial, problem.chunk, problem.device, self.dtype, group)
+            elif part:
+                estimate, _ = minibatch_loss(part, samplers, problem.trial, self.dtype)
+                estimate.backward()
+                loss = loss + sum_gradients(self.parameters, group, [estimate.detach()])[0]
+            gradients.append(flat_gradient(self.parameters))
+        self.passes += 1 if self.gradient_points == 0 else self.gradient_points * group.size / self.volume.rule.size
+        return loss, gradients[0], gradients[0] + gradients[1]
 
     def _direction(self, pieces: list[CurvatureChunk], rows: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
-        count = sum(p.weights.shape[0] for p in pieces) * len(rows)
+        group = self.problem.group
+        points = self.gram_rule.size if self.gram_rule is not None else fit(self.gram_points, self.problem.samplers[0]) * group.size
+        count = points * len(rows)  # over all ranks, so that every rank picks the same solver
         woodbury = self.solver == "woodbury" or (self.solver == "auto" and self.damping > 0 and count < len(gradient))
         if woodbury:
-            square_root = square_root_rows(pieces, rows)
+            square_root = square_root_rows(pieces, rows, group)
             scale = float((square_root * square_root).sum()) / len(gradient)
             return solve_woodbury(square_root, gradient, self.damping * self.boost * scale)
-        gram = gram_matrix(pieces, rows)
+        gram = gram_matrix(pieces, rows, group)
         return solve_dense(gram, gradient, self.damping * self.boost * float(gram.diagonal().mean()))
 
     def _move(self, start: list[torch.Tensor], direction: torch.Tensor, eta: float) -> None:
@@ -135,10 +137,11 @@ class Engd:
                 offset += p.numel()
 
     def _load_values(self) -> list[tuple]:
-        """Each load term's whole-rule batches with the trial's values there (for exact differences)."""
+        """Each load term's batches (this rank's share of its rule) with the trial's values there
+        (for exact differences)."""
         problem, cached = self.problem, []
         for term in self.loads:
-            for index in term.rule.chunks(problem.chunk, problem.device):
+            for index in shared_chunks(term.rule, problem.chunk, problem.device, problem.group):
                 batch = term.rule.take(index, self.dtype)
                 with torch.no_grad():
                     cached.append((term.form, batch, problem.trial.value(batch.points)))
@@ -146,38 +149,42 @@ class Engd:
 
     def _energy_changes(self, pieces: list[CurvatureChunk], direction: torch.Tensor, volume_gradient: torch.Tensor,
                         loads: list[tuple]) -> list[float]:
-        """The estimated ``E(theta - eta d) - E(theta)`` for every ``eta`` of :data:`STEPS`."""
+        """The estimated ``E(theta - eta d) - E(theta)`` for every ``eta`` of :data:`STEPS`: each
+        rank sums its Gram points and its share of the load rules, the sums are summed over the
+        ranks, and the exact linear part ``-eta g.d`` is added once."""
         linear = float(volume_gradient @ direction)
         tangents = [p.jacobian @ direction for p in pieces]  # J_i d (b, q)
         start = [p.detach().clone() for p in self.parameters]
         changes = []
         for eta in STEPS:
             self._move(start, direction, eta)
-            total = -eta * linear
+            total = torch.zeros((), dtype=torch.float64, device=direction.device)
             with torch.no_grad():
                 for piece, tangent in zip(pieces, tangents):
                     u, grad_u = self.problem.trial(piece.batch.points)
                     dz = torch.cat([u, grad_u.reshape(u.shape[0], -1)], dim=1) - piece.z
                     remainder = (piece.slope * (dz + eta * tangent)).sum(1)
                     quadratic = 0.5 * (dz[:, None, :] @ piece.hessian @ dz[:, :, None])[:, 0, 0]
-                    total += float((piece.weights * (remainder + quadratic)).sum(dtype=torch.float64))
+                    total += (piece.weights * (remainder + quadratic)).sum(dtype=torch.float64)
                 for form, batch, before in loads:
                     after = self.problem.trial.value(batch.points)
                     change = form.density(batch, after, None) - form.density(batch, before, None)
-                    total += float((batch.weights * change).sum(dtype=torch.float64))
+                    total += (batch.weights * change).sum(dtype=torch.float64)
             changes.append(total)
         self._move(start, direction, 0.0)
-        return changes
+        sampled = self.problem.group.sum_(torch.stack(changes)).tolist()
+        return [part - eta * linear for part, eta in zip(sampled, STEPS)]
 
     def _gram_sample(self) -> tuple[PointBatch, float]:
-        """The points of this step's Gram matrix and their estimator factor: a fresh sample of the
-        training rule, or the whole auxiliary rule."""
+        """This rank's points of this step's Gram matrix and their estimator factor: its part of a
+        fresh sample of the training rule, or its share of the whole auxiliary rule."""
         if self.gram_rule is None:
             sampler = self.problem.samplers[0]
             index, factor = sampler.sample(fit(self.gram_points, sampler))
             batch = self.volume.rule.take(index, self.dtype)
             return dataclasses.replace(batch, weights=factor * batch.weights), 1.0
-        return self.gram_rule.take(torch.arange(self.gram_rule.size, device=self.problem.device), self.dtype), 1.0
+        start, stop = self.problem.group.share(self.gram_rule.size)
+        return self.gram_rule.take(torch.arange(start, stop, device=self.problem.device), self.dtype), 1.0
 
     def _checked_gradient(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """:meth:`_gradient` at the current point; with exact gradients, if the last step raised
@@ -200,7 +207,7 @@ class Engd:
         loss, volume_gradient, gradient = self._checked_gradient()
         sample, factor = self._gram_sample()
         pieces = curvature_chunks(self.volume.form, self.problem.trial, sample, factor, self.chunk)
-        direction = self._direction(pieces, active_rows(pieces), gradient)
+        direction = self._direction(pieces, active_rows(pieces, self.problem.group), gradient)
         changes = self._energy_changes(pieces, direction, volume_gradient, self._load_values())
         best = min(range(len(STEPS)), key=changes.__getitem__)
         eta = STEPS[best] if changes[best] < 0 else 0.0
@@ -209,7 +216,8 @@ class Engd:
                        direction, eta)
         self._adapt_damping(eta)
         return StepReport(float(loss), float(gradient.norm()), eta,
-                          self.volume.rule.size if self.gradient_points == 0 else self.gradient_points, self.passes)
+                          self.volume.rule.size if self.gradient_points == 0 else self.gradient_points * self.problem.group.size,
+                          self.passes)
 
     def _adapt_damping(self, eta: float) -> None:
         """Levenberg-Marquardt on the damping's factor ``boost``: divided by 4 after a full step

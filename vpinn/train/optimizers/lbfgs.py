@@ -95,7 +95,7 @@ class Lbfgs:
 
     def _full_loss(self) -> torch.Tensor:
         problem = self.problem
-        return full_loss_backward(problem.terms, problem.trial, problem.chunk, problem.device, self.dtype)
+        return full_loss_backward(problem.terms, problem.trial, problem.chunk, problem.device, self.dtype, problem.group)
 
     def step(self) -> StepReport:
         objective = self.objective

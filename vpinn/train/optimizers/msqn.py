@@ -13,7 +13,8 @@ curvature along s) is not stored; a direction that is not a descent direction (`
 falls back to the scaled gradient ``gamma g``; a step that does not lower the minibatch loss
 (Armijo) is halved, up to ten times, then rejected.  On a noise-free quadratic with ``m >= p``
 independent pairs ``H`` is the exact inverse Hessian, so the iteration ends in at most ``p + 1``
-steps.
+steps.  With several ranks the losses and gradients are summed over the ranks before a pair is
+formed, so every rank keeps the same pairs and takes the same steps.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 
 from vpinn.physics.base import integrand
 from vpinn.train.batching import fit
-from vpinn.train.estimate import flat_gradient, full_loss_backward
+from vpinn.train.estimate import flat_gradient, full_loss_backward, sum_gradients
 from vpinn.train.optimizers import StepReport, TrainingProblem
 
 
@@ -113,14 +114,16 @@ class Msqn:
         for p in problem.parameters:
             p.grad = None
         if drawn is None:
-            loss = float(full_loss_backward(problem.terms, problem.trial, problem.chunk, problem.device, self.dtype))
+            loss = float(full_loss_backward(problem.terms, problem.trial, problem.chunk, problem.device, self.dtype,
+                                            problem.group))
             self.passes += 1
         else:
             total = sum((factor * batch.weights * integrand(term.form, problem.trial, batch)).sum()
                         for term, batch, factor in drawn)
             total.backward()
-            loss = float(total.detach())
-            self.passes += self.batch / problem.terms[0].rule.size
+            (total,) = sum_gradients(problem.parameters, problem.group, [total.detach()])
+            loss = float(total)
+            self.passes += self.batch * problem.group.size / problem.terms[0].rule.size
         return loss, flat_gradient(problem.parameters)
 
     def _direction(self, gradient: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
@@ -147,7 +150,7 @@ class Msqn:
             self._set(theta)
             self.secant = MultiSecant(self.secant.memory, self.secant.regularisation)
             length = 0.0
-        points = self.problem.terms[0].rule.size if self.batch == 0 else self.batch
+        points = self.problem.terms[0].rule.size if self.batch == 0 else self.batch * self.problem.group.size
         return StepReport(loss, float(gradient.norm()), length, points, self.passes)
 
     def state_dict(self) -> dict:
