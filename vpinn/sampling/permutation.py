@@ -10,8 +10,9 @@ composition is a bijection, and every tensor keeps its shape.
 
 :class:`EpochStream` sweeps positions ``0, 1, ..., n-1`` of one permutation per epoch, so each
 epoch visits every index once; its state is ``(seed, epoch, cursor)``, plain integers.  It computes
-permuted values a stretch ahead (``ahead`` positions at a time) so that the ~10 elementwise ops
-per round are launched once per stretch, not once per batch.
+permuted values a stretch ahead (8 requests, at most ``ahead`` positions, at a time) so that the
+~10 elementwise ops per round are launched once per stretch, not once per batch, while the
+stretch's memory still follows the request size, never the rule's.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class EpochStream:
         """Permuted positions ``start .. start+length`` of the current epoch (from the cache)."""
         cache = self._cache
         if cache is None or cache[0] != self.epoch or not cache[1] <= start or start + length > cache[1] + len(cache[2]):
-            span = min(self.n - start, max(length, self.ahead))
+            span = min(self.n - start, max(length, min(self.ahead, 8 * length)))
             positions = torch.arange(start, start + span, device=self.device)
             cache = self._cache = (self.epoch, start, swap_or_not(positions, round_keys(self.seed, self.epoch, self.n, self.purpose), self.n))
         return cache[2][start - cache[1]: start - cache[1] + length]
