@@ -11,12 +11,14 @@ Nothing here reads files or trains.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
 from vpinn.calculus import flux_divergence
+from vpinn.errors import VpinnWarning
 from vpinn.evaluate import energy, relative_errors
 from vpinn.expressions import Expression
 from vpinn.fields.ansatz import HardDirichletAnsatz
@@ -84,14 +86,25 @@ def assemble(spec: ProblemSpec, device: torch.device) -> Assembly:
     dtype = DTYPES[spec.train.phases[0].dtype]
     field = build_field(spec, domain, dtype).to(device)
     physics = PHYSICS[spec.pde.type](spec)
-    terms = [Term(physics.energy, build_rule(spec.quadrature.training, domain.volume_map()), spec.train.batch)]
+    volume = build_rule(spec.quadrature.training, domain.volume_map())
+    terms = [Term(physics.energy, volume, capped("train.batch", spec.train.batch, volume.size))]
     for form in physics.loads:
         rule = ConcatRule([build_rule(spec.quadrature.boundary, domain.face_map(f)) for f in form.faces])
-        terms.append(Term(form, rule, spec.train.boundary_batch))
+        terms.append(Term(form, rule, capped("train.boundary_batch", spec.train.boundary_batch, rule.size)))
     samplers = [UniformSampler(t.rule.size, device, spec.train.seed + 1 + k) for k, t in enumerate(terms)]
     evaluation_rule = build_rule(spec.quadrature.evaluation, domain.volume_map())
     return Assembly(device, dtype, domain, field, build_trial(spec, domain, field), physics, terms, samplers,
                     evaluation_rule, spec.train.chunk)
+
+
+def capped(key: str, batch: int, size: int) -> int:
+    """``batch``, or the ``size`` of its rule if it is larger (with a one-line note): a batch
+    beyond the rule would only repeat its points, and the sampler's work grows with the batch."""
+    if batch <= size:
+        return batch
+    warnings.warn(f"{key} = {batch:,} is larger than its rule of {size:,} points: capped to {size:,}", VpinnWarning,
+                  stacklevel=3)
+    return size
 
 
 def build_field(spec: ProblemSpec, domain: Domain, dtype: torch.dtype) -> Field:
@@ -121,6 +134,9 @@ def build_trainer(spec: ProblemSpec, assembly: Assembly, *, save: Callable[[dict
                                       train.chunk, assembly.device)
         if getattr(phase, "gram_rule", "training") == "finish":
             options["gram_rule"] = finish
+        for key in ("batch", "gradient_points", "gram_points"):  # minibatches of the training rule (0: exact)
+            if options.get(key) and not (key == "gram_points" and "gram_rule" in options):
+                options[key] = capped(f"train.phase[{k}].{key}", options[key], problem.terms[0].rule.size)
         optimizer = OPTIMIZERS[phase.optimizer](on_rule, dtype=DTYPES[phase.dtype], steps=phase.steps, **options)
         minibatch = phase.optimizer == "adam"
         name = phase.optimizer if names.count(phase.optimizer) == 1 else f"{phase.optimizer}{names[:k].count(phase.optimizer) + 1}"

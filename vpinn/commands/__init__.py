@@ -3,15 +3,19 @@
 One module per subcommand (``solve`` trains a problem file and writes results; ``bench`` times
 training steps per derivative method and batch size; ``memory`` measures peak memory across
 batch sizes and rule sizes; ``compare`` runs optimisers side by side under one time budget), plus the shared argument helpers (:mod:`.arguments`) and the
-terminal side of training (:mod:`.terminal`: progress bars, Ctrl-C).  This is the only layer
-that knows about terminals, signals and argument parsing.  User mistakes print one line
-(``error: ...``) and exit with status 2; Ctrl-C during training saves a checkpoint and exits
-with status 130.  Doubtful but valid inputs print one line (``warning: ...``) and go on.
+terminal side of training (:mod:`.terminal`: progress bars, Ctrl-C, SIGTERM) and the results
+directory's lock (:mod:`.results`).  This is the only layer that knows about terminals, signals
+and argument parsing.  User mistakes (a problem file, a flag, a checkpoint) print one line
+(``error: ...``) and exit with status 2; an operating-system error (a full disk, a read-only
+directory) prints one line naming the path and the reason and exits with status 1; Ctrl-C or
+SIGTERM during training saves a checkpoint and exits with status 130 or 143.  Doubtful but
+valid inputs print one line (``warning: ...``) and go on.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import warnings
 
@@ -28,7 +32,7 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="run.py", description="vpinn: variational PINN solver (Deep Ritz / deep energy method)")
+    parser = Parser(prog="run.py", description="vpinn: variational PINN solver (Deep Ritz / deep energy method)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (help_text, module) in COMMANDS.items():
         module.add_arguments(commands.add_parser(name, help=help_text, description=module.DESCRIPTION,
@@ -58,6 +62,24 @@ def _run(args: argparse.Namespace) -> int:
     except VpinnError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:  # a second stop signal, or Ctrl-C outside training
+        number = getattr(err, "signum", signal.SIGINT)
+        print(f"interrupted ({signal.Signals(number).name})", file=sys.stderr)
+        return 128 + number
+    except OSError as err:  # the last resort: the environment failed (disk full, permissions, ...)
+        print(f"error: {os_error(err)}", file=sys.stderr)
+        return 1
+
+
+def os_error(err: OSError) -> str:
+    """One line naming the path(s) and the operating system's reason."""
+    reason = err.strerror or str(err) or type(err).__name__
+    paths = [str(p) for p in (err.filename, err.filename2) if p is not None]
+    return f"{' -> '.join(paths)}: {reason}" if paths else reason
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a mistake in the arguments reported on one line like every other user error."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")

@@ -88,7 +88,7 @@ def _run_setting(problem: str, settings: dict, phases: list[dict], out: Path, bu
                  device: str | None) -> dict:
     overrides = [item for key, value in {**settings, "train.phase": phases}.items()
                  for item in ("--set", f"{key}={_inline(value)}")]
-    command = [sys.executable, "-m", "vpinn.commands", "solve", problem, "--quiet", "--out", str(out),
+    command = [sys.executable, "-m", "vpinn.commands", "solve", problem, "--quiet", "--overwrite", "--out", str(out),
                "--max-time", repr(budget), *(["--device", device] if device else []), *overrides]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
