@@ -43,9 +43,9 @@ class ResultsDirectory:
         self._lock: int | None = None
 
     def __enter__(self) -> "ResultsDirectory":
-        if self.path.exists() and not self.path.is_dir():
-            raise VpinnError(f"{self.path}: not a directory (a file of that name is in the way of the results)")
         try:
+            if self.path.exists() and not self.path.is_dir():
+                raise VpinnError(f"{self.path}: not a directory (a file of that name is in the way of the results)")
             self.path.mkdir(parents=True, exist_ok=True)
             self._lock = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as err:
