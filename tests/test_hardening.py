@@ -152,6 +152,14 @@ def test_a_batch_larger_than_the_rule_is_capped_with_one_line(problem, tmp_path,
     assert load_checkpoint(out / "checkpoint.pt")["history"][-1]["batch"] == 4096
 
 
+def test_a_batch_no_machine_can_hold_is_one_line(problem, tmp_path):
+    """A batch of 1e11 points of a 2.3e11-point rule: the first allocation fails at once."""
+    status, _, stderr = cli("solve", problem, "--quiet", "--out", str(tmp_path / "out"), "--set", "train.batch=100000000000",
+                            "--set", "quadrature.cells=[1024,1024,1024]", "--set", "quadrature.order=6")
+    assert_one_line_error(status, stderr, "error: out of memory (it tried to allocate", "lower train.batch")
+    assert status == 1
+
+
 def test_second_order_minibatches_are_capped_too(problem):
     phases = [{"optimizer": "engd", "steps": 1, "gram_rule": "training", "gram_points": 10**12, "gradient_points": 10**12},
               {"optimizer": "msqn", "steps": 1, "batch": 10**12}]

@@ -7,7 +7,8 @@ terminal side of training (:mod:`.terminal`: progress bars, Ctrl-C, SIGTERM) and
 directory's lock (:mod:`.results`).  This is the only layer that knows about terminals, signals
 and argument parsing.  User mistakes (a problem file, a flag, a checkpoint) print one line
 (``error: ...``) and exit with status 2; an operating-system error (a full disk, a read-only
-directory) prints one line naming the path and the reason and exits with status 1; Ctrl-C or
+directory) prints one line naming the path and the reason, and running out of memory one line
+with the allocation that failed, both with status 1; Ctrl-C or
 SIGTERM during training saves a checkpoint and exits with status 130 or 143.  Doubtful but
 valid inputs print one line (``warning: ...``) and go on.
 """
@@ -15,9 +16,12 @@ valid inputs print one line (``warning: ...``) and go on.
 from __future__ import annotations
 
 import argparse
+import re
 import signal
 import sys
 import warnings
+
+import torch
 
 from vpinn.commands import bench, compare, memory, solve
 from vpinn.errors import VpinnError, VpinnWarning
@@ -69,6 +73,18 @@ def _run(args: argparse.Namespace) -> int:
     except OSError as err:  # the last resort: the environment failed (disk full, permissions, ...)
         print(f"error: {os_error(err)}", file=sys.stderr)
         return 1
+    except (MemoryError, RuntimeError) as err:
+        if not out_of_memory(err):
+            raise  # a bug: keep its traceback
+        wanted = re.search(r"tried to allocate ([0-9.]+ ?[A-Za-z]*)", str(err))
+        print(f"error: out of memory{f' (it tried to allocate {wanted.group(1)})' if wanted else ''}; lower train.batch "
+              "or train.chunk, or let train.memory_limit choose the batch", file=sys.stderr)
+        return 1
+
+
+def out_of_memory(err: BaseException) -> bool:
+    """True for an allocation failure: Python's, a CUDA device's, or torch's CPU allocator's."""
+    return isinstance(err, (MemoryError, torch.OutOfMemoryError)) or "can't allocate memory" in str(err)
 
 
 def os_error(err: OSError) -> str:
