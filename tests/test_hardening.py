@@ -177,7 +177,7 @@ def test_second_order_minibatches_are_capped_too(problem):
     ("pde.coefficient=\"2\"", "[pde]"),
     ("bc[0].value=\"x*0\"", "[[bc]]"),
     ("quadrature.boundary.order=2", "training rule ([quadrature])"),
-    ("train.seed=5", "training schedule (optimisers and dtypes) or train.seed"),
+    ("train.seed=5", "training schedule (optimisers and dtypes), train.seed or train.sampling"),
 ])
 def test_resume_after_an_edit_is_refused_before_anything_is_written(problem, finished, edit, section):
     before = {p.name: p.read_bytes() for p in finished.iterdir()}

@@ -211,7 +211,7 @@ def test_history_rows_carry_epoch_and_batch(small_problem):
     trainer.run()
     rows = trainer.history
     assert all(row["batch"] == 256 for row in rows)
-    # The rule has 8^3 * 2^3 = 4096 points: 20 steps of 256 are 1.25 epochs, swept positions over 2^12.
+    # The rule has 8^3 * 2^3 = 4096 points: 20 steps of 256 are 1.25 epochs.
     assert rows[-1]["epoch"] == pytest.approx(20 * 256 / 4096, abs=0.1)
     assert all(a["epoch"] < b["epoch"] for a, b in zip(rows, rows[1:]))
 
@@ -227,7 +227,7 @@ def test_checkpoint_resumes_whatever_device_wrote_it(small_problem, tmp_path):
     stop_at(first, 7, lambda t: setattr(interrupt, "on", True))
     first.run()
     state = load_checkpoint(tmp_path / "c.pt")
-    assert all(isinstance(v, int) for sampler in state["samplers"] for v in sampler.values())
+    assert all(isinstance(v, (int, str)) for sampler in state["samplers"] for v in sampler.values())
     moved = torch.utils._pytree.tree_map(lambda v: v.clone() if torch.is_tensor(v) else v, state)
     save_checkpoint(tmp_path / "moved.pt", moved)
     second = trainer_for(small_problem)
@@ -241,7 +241,7 @@ def test_checkpoint_resumes_whatever_device_wrote_it(small_problem, tmp_path):
     ("model.width=17", "[model]"),
     ("exact.u=\"x*(1-x)*y*(1-y)*z*(1-z)\"", "[exact]"),
     ("quadrature.cells=[4, 4, 4]", "training rule ([quadrature])"),
-    ("train.dtype=\"float64\"", "training schedule (optimisers and dtypes) or train.seed"),
+    ("train.dtype=\"float64\"", "training schedule (optimisers and dtypes), train.seed or train.sampling"),
 ])
 def test_resume_refuses_a_checkpoint_of_another_problem_in_one_line(small_problem, tmp_path, edit, section):
     out = tmp_path / "out"

@@ -31,8 +31,9 @@ from vpinn.physics import elasticity, poisson
 from vpinn.physics.base import Physics, Term, is_zero, on_volume_rule
 from vpinn.problem.spec import DomainSpec, ProblemSpec, RuleSpec, optimizer_options
 from vpinn.quadrature import ConcatRule, GaussRule, MappedRule, QuadratureRule, SobolRule
-from vpinn.sampling import UniformSampler
+from vpinn.sampling import Sampler, make_sampler
 from vpinn.train import OPTIMIZERS, Observer, Phase, Trainer, TrainingProblem
+from vpinn.train.batching import BatchPlan, fit
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -54,7 +55,7 @@ class Assembly:
     trial: HardDirichletAnsatz
     physics: Physics
     terms: list[Term]
-    samplers: list[UniformSampler]
+    samplers: list[Sampler]
     evaluation_rule: QuadratureRule
     chunk: int
 
@@ -87,12 +88,19 @@ def assemble(spec: ProblemSpec, device: torch.device) -> Assembly:
     dtype = DTYPES[spec.train.phases[0].dtype]
     field = build_field(spec, domain, dtype).to(device)
     physics = PHYSICS[spec.pde.type](spec)
+    train = spec.train
     volume = build_rule(spec.quadrature.training, domain.volume_map())
-    terms = [Term(physics.energy, volume, capped("train.batch", spec.train, "batch", volume.size))]
+    first = "batch_start" if train.batch == "auto" else "batch"
+    rules = [(physics.energy, volume, capped(f"train.{first}", train, first, volume.size))]
     for form in physics.loads:
         rule = ConcatRule([build_rule(spec.quadrature.boundary, domain.face_map(f)) for f in form.faces])
-        terms.append(Term(form, rule, capped("train.boundary_batch", spec.train, "boundary_batch", rule.size)))
-    samplers = [UniformSampler(t.rule.size, device, spec.train.seed + 1 + k) for k, t in enumerate(terms)]
+        rules.append((form, rule, capped("train.boundary_batch", train, "boundary_batch", rule.size)))
+    terms, samplers = [], []
+    for k, (form, rule, batch) in enumerate(rules):
+        sampler = make_sampler(train.sampling, rule, device, train.seed + 1 + k, strata=train.strata or max(1, batch // 4),
+                               allocation=train.allocation, refresh_every=train.refresh_every, mix=train.uniform_mix)
+        terms.append(Term(form, rule, fit(batch, sampler)))
+        samplers.append(sampler)
     evaluation_rule = build_rule(spec.quadrature.evaluation, domain.volume_map())
     return Assembly(device, dtype, domain, field, build_trial(spec, domain, field), physics, terms, samplers,
                     evaluation_rule, spec.train.chunk)
@@ -141,14 +149,28 @@ def build_trainer(spec: ProblemSpec, assembly: Assembly, *, save: Callable[[dict
         for key in ("batch", "gradient_points", "gram_points"):  # minibatches of the training rule (0: exact)
             if options.get(key) and not (key == "gram_points" and "gram_rule" in options):
                 options[key] = capped(f"train.phase[{k}].{key}", phase, key, problem.terms[0].rule.size)
-        optimizer = OPTIMIZERS[phase.optimizer](on_rule, dtype=DTYPES[phase.dtype], steps=phase.steps, **options)
         minibatch = phase.optimizer == "adam"
+        if minibatch:
+            options.update(plan=batch_plan(spec, assembly), diagnose_every=train.log_every)
+        optimizer = OPTIMIZERS[phase.optimizer](on_rule, dtype=DTYPES[phase.dtype], steps=phase.steps, **options)
         name = phase.optimizer if names.count(phase.optimizer) == 1 else f"{phase.optimizer}{names[:k].count(phase.optimizer) + 1}"
         phases.append(Phase(name, optimizer, phase.steps, DTYPES[phase.dtype],
                             train.log_every if minibatch else 1,
                             phase.eval_every or (train.eval_every if minibatch else 10), phase.time_share or None))
     return Trainer(phases, assembly.field, {"samplers": assembly.samplers}, assembly.evaluate, save=save,
                    checkpoint_every=train.checkpoint_every, max_time=max_time or train.max_time, observer=observer)
+
+
+def batch_plan(spec: ProblemSpec, assembly: Assembly) -> BatchPlan:
+    """The batch sizes of a minibatch phase and their rules (``train.batch``, ``batch_max``,
+    ``micro_batch``, ``snr_threshold``, ``lr_scaling``, ``term_allocation``)."""
+    train, terms, auto = spec.train, assembly.terms, spec.train.batch == "auto"
+    micro = train.micro_batch or (train.chunk if auto else 2**62)  # a fixed batch: at once, unless micro_batch says
+    size = terms[0].rule.size
+    maximum = capped("train.batch_max", train, "batch_max", size) if train.batch_max else size
+    return BatchPlan([t.batch for t in terms], assembly.samplers, maximum=maximum,
+                     micro=micro, auto=auto, threshold=train.snr_threshold,
+                     lr_scaling=train.lr_scaling, term_allocation=train.term_allocation)
 
 
 def fingerprint(spec: ProblemSpec) -> dict[str, str]:
@@ -160,8 +182,9 @@ def fingerprint(spec: ProblemSpec) -> dict[str, str]:
         "[constants]": sorted(spec.constants.items()), "[domain]": spec.domain, "[pde]": spec.pde, "[[bc]]": spec.bc, "[exact]": spec.exact,
         "training rule ([quadrature])": (quadrature.training, quadrature.boundary, quadrature.finish),
         "[model]": spec.model,
-        "training schedule (optimisers and dtypes) or train.seed":
-            (tuple((p.optimizer, p.dtype) for p in spec.train.phases), spec.train.seed),
+        "training schedule (optimisers and dtypes), train.seed or train.sampling":
+            (tuple((p.optimizer, p.dtype) for p in spec.train.phases), spec.train.seed,
+             spec.train.sampling, spec.train.strata, spec.train.allocation),
     }
     return {name: hashlib.sha256(repr(value).encode()).hexdigest()[:16] for name, value in parts.items()}
 

@@ -75,7 +75,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _with_sizes(spec: ProblemSpec, batch: int, chunk: int) -> ProblemSpec:
-    return dataclasses.replace(spec, train=dataclasses.replace(spec.train, batch=batch, chunk=chunk))
+    """The fitted sizes: the batch (with ``batch = "auto"``: the micro-batch, the most points at once) and the chunk."""
+    key = "micro_batch" if spec.train.batch == "auto" else "batch"
+    return dataclasses.replace(spec, train=dataclasses.replace(spec.train, **{key: batch}, chunk=chunk))
+
+
+def _batch_text(spec: ProblemSpec, assembly) -> str:
+    start = f"{assembly.terms[0].batch:,}"
+    return f"auto from {start}" if spec.train.batch == "auto" else start + (f" ({spec.train.sampling})" if spec.train.sampling != "uniform" else "")
+
+
+def _final_batch(trainer) -> int | None:
+    """The volume batch of the last minibatch phase at the end of training (None without one)."""
+    plans = [p.optimizer.plan for p in trainer.phases if hasattr(p.optimizer, "plan")]
+    return plans[-1].batches[0] if plans else None
 
 
 def _resume_state(path: Path, spec: ProblemSpec) -> dict:
@@ -86,7 +99,7 @@ def _resume_state(path: Path, spec: ProblemSpec) -> dict:
     except CheckpointError as err:
         raise VpinnError(f"--resume: {err}") from None
     sizes = state.get("sizes")
-    if not (isinstance(sizes, dict) and all(isinstance(sizes.get(k), int) and sizes[k] > 0 for k in ("batch", "chunk"))):
+    if not (isinstance(sizes, dict) and all(isinstance(sizes.get(k), int) and sizes[k] >= 0 for k in ("batch", "chunk"))):
         raise VpinnError(f"--resume: {path} has no valid entry 'sizes'; {DAMAGED}")
     return state
 
@@ -123,7 +136,8 @@ def solve(problem_path: str | Path, options: SolveOptions = SolveOptions(), echo
             calibration = {"memory_limit_bytes": spec.train.memory_limit_bytes,
                            "calibrated_bytes_per_point": estimate.per_point, "calibrated_fixed_bytes": estimate.fixed}
         assembly = assemble(spec, device)
-        extra = {"fingerprint": fingerprint(spec), "sizes": {"batch": spec.train.batch, "chunk": spec.train.chunk}}
+        fitted = spec.train.micro_batch if spec.train.batch == "auto" else spec.train.batch
+        extra = {"fingerprint": fingerprint(spec), "sizes": {"batch": fitted, "chunk": spec.train.chunk}}
         with TerminalObserver(options.progress) as observer:
             trainer = build_trainer(spec, assembly, save=lambda s: save_checkpoint(out / "checkpoint.pt", {**s, **extra}),
                                     max_time=options.max_time, observer=observer)
@@ -136,7 +150,7 @@ def solve(problem_path: str | Path, options: SolveOptions = SolveOptions(), echo
             write_text(out / "problem.toml", settings + Path(problem_path).read_text(encoding="utf-8"))
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
-            echo(f"{spec.name}: {assembly.terms[0].rule.size:,} quadrature points, batch {assembly.terms[0].batch:,}, "
+            echo(f"{spec.name}: {assembly.terms[0].rule.size:,} quadrature points, batch {_batch_text(spec, assembly)}, "
                  f"{sum(p.numel() for p in assembly.field.parameters()):,} parameters, {device}, "
                  f"phases {' + '.join(f'{p.optimizer} ({p.dtype})' for p in spec.train.phases)}")
             try:
@@ -149,7 +163,8 @@ def solve(problem_path: str | Path, options: SolveOptions = SolveOptions(), echo
             echo(f"interrupted by {signal.Signals(observer.signal).name} at step {trainer.step}: checkpoint saved to "
                  f"{out / 'checkpoint.pt'}; continue with --resume")
             return {"status": "interrupted", "signal": observer.signal}
-        summary = _finish(spec, assembly, result, trainer.dtype, out, started, options.overrides, calibration)
+        summary = _finish(spec, assembly, result, trainer.dtype, out, started, options.overrides,
+                          {**calibration, "final_batch": _final_batch(trainer)})
     echo(_one_line(summary, out))
     return summary
 
@@ -182,7 +197,7 @@ def _finish(spec: ProblemSpec, assembly: Assembly, result: TrainResult, dtype: t
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "dtype": str(dtype).removeprefix("torch."),
         "quadrature_points": assembly.terms[0].rule.size,
-        "batch": assembly.terms[0].batch,
+        "batch": spec.train.batch if spec.train.batch == "auto" else assembly.terms[0].batch,
         "evaluation_points": rule.size,
         "parameters": sum(p.numel() for p in assembly.field.parameters()),
         "derivatives": spec.model.derivatives,

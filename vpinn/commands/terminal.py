@@ -71,6 +71,10 @@ class TerminalObserver(Observer):
             self.bar.set_postfix(loss=f"{row['loss']:.8g}", **({"lr": f"{lr:.2e}"} if math.isfinite(lr) else {}),
                                  refresh=False)
 
+    def noted(self, text: str) -> None:
+        if self.progress:
+            tqdm.write(text)
+
     def phase_ended(self) -> None:
         if self.bar is not None:
             self.bar.close()

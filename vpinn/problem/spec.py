@@ -384,6 +384,11 @@ def _check_phase(steps: int, time_share: float, eval_every: int) -> None:
         raise SpecError("eval_every", f"must be 0 (train.eval_every) or positive, not {eval_every}")
 
 
+def _check_clip(clip: float | str) -> None:
+    if clip != "auto" and clip < 0:
+        raise SpecError("clip", f"must be 0 (off), \"auto\" or a positive gradient-norm bound, not {clip}")
+
+
 @dataclass(frozen=True)
 class AdamPhase:
     """``[[train.phase]] optimizer = "adam"``: Adam on minibatches of the training rule, with
@@ -400,7 +405,7 @@ class AdamPhase:
     warmup: int = 100
     decay: Literal["cosine", "exponential", "constant"] = "cosine"
     lr_final: float = 1e-5
-    clip: float = 0.0
+    clip: float | Literal["auto"] = 0.0
     dtype: Dtype = "float32"
     time_share: float = 0.0
     eval_every: int = 0
@@ -411,8 +416,7 @@ class AdamPhase:
         _positive("lr_final", self.lr_final)
         if self.warmup < 0:
             raise SpecError("warmup", f"must not be negative, not {self.warmup}")
-        if self.clip < 0:
-            raise SpecError("clip", f"must be 0 (off) or a positive gradient-norm bound, not {self.clip}")
+        _check_clip(self.clip)
 
 
 @dataclass(frozen=True)
@@ -536,18 +540,40 @@ class TrainSpec:
     schedule: ``[[train.phase]]`` entries (optimisers in turn), or the short form ``steps, lr,
     warmup, decay, lr_final, clip`` (Adam) plus ``[train.lbfgs]`` (see :attr:`phases`).
 
-    ``memory_limit`` (e.g. ``"2GiB"``) replaces ``batch`` by the largest batch whose training
-    steps fit in that much memory above the process's idle baseline (see :mod:`vpinn.measurement.budget`).
+    ``memory_limit`` (e.g. ``"2GiB"``) replaces ``batch`` (with ``batch = "auto"``: ``micro_batch``)
+    by the largest batch whose training steps fit in that much memory above the process's idle
+    baseline (see :mod:`vpinn.measurement.budget`).
+
+    Sampling and batch control (:mod:`vpinn.sampling`, :mod:`vpinn.train.batching`):
+    ``sampling`` picks the minibatch sampler; ``strata`` (0: a quarter of the batch),
+    ``allocation``, ``refresh_every`` and ``uniform_mix`` configure the stratified and importance
+    samplers.  ``batch = "auto"`` starts at ``batch_start`` and doubles whenever the measured
+    gradient signal-to-noise ratio falls below ``snr_threshold``, up to ``batch_max`` (0: the
+    training rule's size); ``micro_batch`` is the most points evaluated at once (0: the whole
+    batch, or ``chunk`` for ``"auto"``), larger batches accumulate gradients over micro-batches.  ``lr_scaling`` rescales Adam's
+    learning rate with the batch (``sqrt``: by sqrt(b / b0)); ``term_allocation = "neyman"``
+    splits the batch between the volume and boundary terms by their measured noise.
     """
 
     steps: int = 2000
-    batch: int = 8192
+    batch: int | Literal["auto"] = 8192
     boundary_batch: int = 1024
+    sampling: Literal["uniform", "stratified", "sobol", "importance"] = "uniform"
+    strata: int = 0
+    allocation: Literal["proportional", "neyman"] = "proportional"
+    refresh_every: int = 20
+    uniform_mix: float = 0.1
+    batch_start: int = 512
+    batch_max: int = 0
+    micro_batch: int = 0
+    snr_threshold: float = 1.0
+    lr_scaling: Literal["sqrt", "linear", "none"] = "sqrt"
+    term_allocation: Literal["fixed", "neyman"] = "fixed"
     lr: float = 1e-3
     warmup: int = 100
     decay: Literal["cosine", "exponential", "constant"] = "cosine"
     lr_final: float = 1e-5
-    clip: float = 0.0
+    clip: float | Literal["auto"] = 0.0
     dtype: Literal["float32", "float64"] = "float32"
     seed: int = 0
     max_time: float = 0.0
@@ -560,15 +586,21 @@ class TrainSpec:
     phase: tuple[PhaseSpec, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("batch", "boundary_batch", "log_every", "eval_every", "checkpoint_every", "chunk"):
+        for name in ("boundary_batch", "log_every", "eval_every", "checkpoint_every", "chunk", "batch_start", "refresh_every"):
             _at_least(1, name, getattr(self, name))
+        if self.batch != "auto":
+            _at_least(1, "batch", self.batch)
+        for name in ("strata", "batch_max", "micro_batch"):
+            _at_least(0, name, getattr(self, name))
+        if not 0.1 <= self.uniform_mix <= 1:
+            raise SpecError("uniform_mix", f"must be between 0.1 and 1 (the uniform share of the proposal), not {self.uniform_mix}")
+        _positive("snr_threshold", self.snr_threshold)
         for name in ("steps", "warmup"):
             if getattr(self, name) < 0:
                 raise SpecError(name, f"must not be negative, not {getattr(self, name)}")
         _positive("lr", self.lr)
         _positive("lr_final", self.lr_final)
-        if self.clip < 0:
-            raise SpecError("clip", f"must be 0 (off) or a positive gradient-norm bound, not {self.clip}")
+        _check_clip(self.clip)
         if self.max_time < 0:
             raise SpecError("max_time", f"must be 0 (no limit) or positive seconds, not {self.max_time}")
         _seed("seed", self.seed)
@@ -592,6 +624,11 @@ class TrainSpec:
         lbfgs = self.lbfgs
         return adam, LbfgsPhase("lbfgs", lbfgs.iterations, lbfgs.history, lbfgs.tolerance, "finish", lbfgs.dtype,
                                 eval_every=max(1, lbfgs.iterations // 20))
+
+    @property
+    def initial_batch(self) -> int:
+        """The volume term's batch at the first step: ``batch``, or ``batch_start`` for ``"auto"``."""
+        return self.batch_start if self.batch == "auto" else self.batch
 
     @property
     def memory_limit_bytes(self) -> int | None:

@@ -48,6 +48,7 @@ class Observer:
 
     def phase_started(self, phase: Phase, done: int) -> None: ...
     def stepped(self, row: dict | None) -> None: ...
+    def noted(self, text: str) -> None: ...
     def phase_ended(self) -> None: ...
     def stop_requested(self) -> str | None: return None
 
@@ -125,6 +126,8 @@ class Trainer:
                 report = phase.optimizer.step()
                 self.done[index] += 1
                 pending.append(report)
+                if report.note:
+                    self.observer.noted(f"{phase.name} {report.note}")
                 count = self.done[index]
                 due_eval = count % phase.eval_every == 0 or count == phase.steps
                 row = self._record(phase, pending, due_eval) if count % phase.log_every == 0 or due_eval else None
@@ -157,7 +160,8 @@ class Trainer:
         self._check_finite(loss)
         row = {"step": self.step, "phase": phase.name, "epoch": last.epochs, "batch": last.points, "loss": loss,
                **{f"loss_{name}": float(value) for name, value in last.parts.items()},
-               "lr": last.lr, "grad_norm": float(last.grad_norm), "elapsed_s": self.elapsed()}
+               "lr": last.lr, "grad_norm": float(last.grad_norm),
+               **{name: float(value) for name, value in last.diagnostics.items()}, "elapsed_s": self.elapsed()}
         if evaluate:
             row.update(self.evaluate(self.dtype))
         self.history.append(row)

@@ -15,7 +15,7 @@ from typing import Callable, Protocol
 import torch
 
 from vpinn.physics.base import Term, Trial
-from vpinn.sampling import UniformSampler
+from vpinn.sampling import Sampler
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class TrainingProblem:
     parameters: list[torch.Tensor]
     trial: Trial
     terms: list[Term]
-    samplers: list[UniformSampler]
+    samplers: list[Sampler]
     chunk: int
     device: torch.device
 
@@ -36,7 +36,9 @@ class TrainingProblem:
 class StepReport:
     """What one step did.  ``loss`` and ``grad_norm`` may stay on the device (tensors): the loop
     reads them back only when it logs.  ``points`` is the number of volume points the step's
-    estimate used, ``epochs`` the passes over the training rule so far (NaN if none)."""
+    estimate used, ``epochs`` the passes over the training rule so far (NaN if none);
+    ``diagnostics`` are further device scalars for the history (the noise statistics), ``note``
+    a change the step made (e.g. a new batch size) for the log."""
 
     loss: torch.Tensor | float
     grad_norm: torch.Tensor | float
@@ -45,6 +47,8 @@ class StepReport:
     epochs: float = float("nan")
     parts: dict[str, torch.Tensor] = field(default_factory=dict)
     converged: bool = False
+    diagnostics: dict[str, torch.Tensor] = field(default_factory=dict)
+    note: str | None = None
 
 
 class Optimizer(Protocol):

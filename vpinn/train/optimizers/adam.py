@@ -1,31 +1,47 @@
 """Adam on minibatch estimates: sample -> estimate -> gradient -> clip -> schedule -> update.
 
-Each step samples every loss term's rule, reweights to an unbiased estimate of the loss,
-backpropagates, clips the gradient's global norm (``clip > 0``), sets the scheduled learning
-rate and takes an Adam step.  Nothing is read back to the host: the report's loss and gradient
-norm stay on the device until the loop logs them.
+Each step draws every loss term's batch (in micro-batches when it exceeds the plan's ``micro``),
+reweights to an unbiased estimate of the loss, back-propagates, clips the gradient's global norm,
+sets the scheduled learning rate (times the batch plan's factor) and takes an Adam step.
+
+Every ``diagnose_every`` steps the batch is drawn as two independent halves whose gradients give
+the noise diagnostics (:mod:`vpinn.train.noise`: the trace of the gradient covariance, the
+signal ``|E g|^2``, the SNR and the noise scale); the step then uses their weighted mean, the
+same estimate as one draw.  The batch plan (:mod:`vpinn.train.batching`) may then change the
+batches.  Clipping is off (0), at a fixed norm, or ``"auto"``: at a running estimate of the true
+gradient's norm ``|E g|`` (the best threshold of the simple noisy-quadratic model), the averaged
+``|g|^2`` debiased by the latest noise trace; the report says how often it acted.
+
+Nothing is read back to the host except at diagnostic steps when the plan is adaptive: the
+report's tensors stay on the device until the loop logs them.
 """
 
 from __future__ import annotations
 
 import torch
 
-from vpinn.train.estimate import minibatch_loss
+from vpinn.train.batching import BatchPlan
+from vpinn.train.estimate import flat_gradient, minibatch_backward, set_flat_gradient
+from vpinn.train.noise import noise_statistics
 from vpinn.train.optimizers import StepReport, TrainingProblem
 from vpinn.train.schedules import Schedule
 
+_NOISE_KEYS = ("grad_trace", "grad_signal", "snr", "noise_scale")
 
-def clip_by_global_norm(parameters: list[torch.Tensor], max_norm: float) -> torch.Tensor:
-    """The gradients' global norm before clipping (a device scalar); if ``max_norm > 0`` the
-    gradients are scaled in place so that their norm is at most ``max_norm``."""
-    norm = torch.nn.utils.get_total_norm([p.grad for p in parameters if p.grad is not None])
-    if max_norm > 0:
-        torch.nn.utils.clip_grads_with_norm_(parameters, max_norm, norm)
+
+def clip_by_global_norm(parameters: list[torch.Tensor], max_norm: float | torch.Tensor) -> torch.Tensor:
+    """The gradients' global norm before clipping (a device scalar); the gradients are scaled in
+    place so that their norm is at most ``max_norm`` (a device scalar, or a float: 0 = no clipping)."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    norm = torch.nn.utils.get_total_norm(grads)
+    if torch.is_tensor(max_norm) or max_norm > 0:
+        coefficient = (max_norm / (norm + 1e-30)).clamp(max=1.0)
+        torch._foreach_mul_(grads, coefficient.to(grads[0].dtype))
     return norm
 
 
 class Adam:
-    """Adam with a :class:`~vpinn.train.schedules.Schedule` and global-norm clipping.
+    """Adam with a :class:`~vpinn.train.schedules.Schedule`, a batch plan, noise diagnostics and clipping.
 
     Parameters
     ----------
@@ -36,35 +52,107 @@ class Adam:
     steps:
         The phase's number of steps (the schedule's length).
     lr, warmup, decay, lr_final:
-        The schedule (see :class:`~vpinn.train.schedules.Schedule`).
+        The schedule (see :class:`~vpinn.train.schedules.Schedule`), ``lr`` for the plan's
+        reference batch.
     clip:
-        Maximum global gradient norm; 0: no clipping.
+        0: no clipping; a positive float: the maximum global gradient norm; ``"auto"``.
+    plan:
+        The batch sizes and their rules (default: the terms' batches, fixed, no micro-batches).
+    diagnose_every:
+        Steps between noise diagnostics (the loop's ``log_every``); 0: none.
     """
 
     def __init__(self, problem: TrainingProblem, *, dtype: torch.dtype, steps: int, lr: float, warmup: int = 0,
-                 decay: str = "cosine", lr_final: float = 1e-5, clip: float = 0.0):
-        self.problem, self.dtype, self.clip = problem, dtype, clip
+                 decay: str = "cosine", lr_final: float = 1e-5, clip: float | str = 0.0, plan: BatchPlan | None = None,
+                 diagnose_every: int = 0):
+        self.problem, self.dtype, self.clip, self.diagnose_every = problem, dtype, clip, diagnose_every
         self.schedule = Schedule(lr, steps, warmup, decay, lr_final)
+        self.plan = plan or BatchPlan([t.batch for t in problem.terms], problem.samplers,
+                                      maximum=problem.terms[0].rule.size, micro=max(t.batch for t in problem.terms))
         self.adam = torch.optim.Adam(problem.parameters, lr=lr)
         self.count = 0
+        device = problem.device
+        nan = torch.full((), float("nan"), dtype=torch.float64, device=device)
+        self.noise = {key: nan.clone() for key in _NOISE_KEYS}
+        self.square_norm = torch.zeros((), dtype=torch.float64, device=device)  # running |g|^2 (clip = "auto")
+        self.clipped = torch.zeros((), dtype=torch.float64, device=device)  # steps clipped since the last diagnostic
+        self.notes: list[str] = []
+
+    def _diagnosed_gradient(self) -> dict[str, torch.Tensor] | None:
+        """Back-propagate the step's batch as two half draws; set ``.grad`` to their weighted mean
+        and return the noise statistics (None when a batch cannot be halved)."""
+        problem, plan = self.problem, self.plan
+        halves = [plan.halves(k) for k in range(len(problem.terms))]
+        if any(h is None for h in halves):
+            return None
+        gradients, parts, spreads = [], [], []
+        for side in range(2):
+            self.adam.zero_grad(set_to_none=True)
+            sizes = [h[side] for h in halves]
+            half_parts, half_spreads = minibatch_backward(problem.terms, problem.samplers, problem.trial, self.dtype,
+                                                          sizes, plan.pieces)
+            gradients.append(flat_gradient(problem.parameters))
+            parts.append(half_parts)
+            spreads.append(half_spreads)
+        volume = halves[0]
+        weights = [[h[side] / sum(h) for h in halves] for side in range(2)]
+        set_flat_gradient(problem.parameters, (volume[0] * gradients[0] + volume[1] * gradients[1]) / sum(volume))
+        self._parts = {name: weights[0][k] * parts[0][name] + weights[1][k] * parts[1][name]
+                       for k, name in enumerate(parts[0])}
+        self._spreads = [(a + b) / 2 for a, b in zip(*spreads)]
+        return noise_statistics(gradients[0], gradients[1], volume)
 
     def step(self) -> StepReport:
-        problem = self.problem
-        lr = self.schedule(self.count)
+        problem, plan = self.problem, self.plan
+        lr = self.schedule(self.count) * plan.lr_factor()
         for group in self.adam.param_groups:
             group["lr"] = lr
-        self.adam.zero_grad(set_to_none=True)
-        loss, parts = minibatch_loss(problem.terms, problem.samplers, problem.trial, self.dtype)
-        loss.backward()
-        grad_norm = clip_by_global_norm(problem.parameters, self.clip)
+        diagnose = self.diagnose_every > 0 and self.count % self.diagnose_every == 0
+        noise = self._diagnosed_gradient() if diagnose else None
+        if noise is None:
+            self.adam.zero_grad(set_to_none=True)
+            self._parts, self._spreads = minibatch_backward(problem.terms, problem.samplers, problem.trial, self.dtype,
+                                                            plan.batches, plan.pieces)
+        else:
+            self.noise = noise
+        grad_norm = self._clip()
         self.adam.step()
         self.count += 1
-        return StepReport(loss.detach(), grad_norm, lr, problem.terms[0].batch, problem.samplers[0].epochs,
-                          {name: value.detach() for name, value in parts.items()})
+        report = StepReport(sum(self._parts.values()), grad_norm, lr, plan.batches[0], problem.samplers[0].epochs,
+                            dict(self._parts), diagnostics=dict(self.noise))
+        if self.clip == "auto":
+            report.diagnostics["clip_rate"] = self.clipped / max(1, self.diagnose_every)
+        if noise is not None:
+            self.clipped = torch.zeros_like(self.clipped)
+            note = plan.update(noise, self._spreads)
+            if note:
+                self.notes.append(f"step {self.count}: {note}")
+                report.note = note
+        return report
+
+    def _clip(self) -> torch.Tensor:
+        """Clip the gradients as ``clip`` says; their norm before clipping."""
+        parameters = self.problem.parameters
+        if self.clip == "auto":
+            norm = torch.nn.utils.get_total_norm([p.grad for p in parameters if p.grad is not None]).double()
+            self.square_norm = torch.where(self.square_norm > 0, 0.9 * self.square_norm + 0.1 * norm**2, norm**2)
+            trace = torch.nan_to_num(self.noise["grad_trace"], nan=0.0)
+            threshold = (self.square_norm - trace).clamp_min(0.01 * self.square_norm).sqrt()
+            self.clipped += (norm > threshold).double()
+            return clip_by_global_norm(parameters, threshold)
+        return clip_by_global_norm(parameters, float(self.clip))
 
     def state_dict(self) -> dict:
-        return {"count": self.count, "adam": self.adam.state_dict()}
+        return {"count": self.count, "adam": self.adam.state_dict(), "plan": self.plan.state_dict(),
+                "noise": {k: v.to("cpu", copy=True) for k, v in self.noise.items()},
+                "square_norm": self.square_norm.to("cpu", copy=True), "clipped": self.clipped.to("cpu", copy=True),
+                "notes": list(self.notes)}
 
     def load_state_dict(self, state: dict) -> None:
+        device = self.problem.device
         self.count = int(state["count"])
         self.adam.load_state_dict(state["adam"])
+        self.plan.load_state_dict(state["plan"])
+        self.noise = {k: v.to(device, copy=True) for k, v in state["noise"].items()}
+        self.square_norm, self.clipped = state["square_norm"].to(device, copy=True), state["clipped"].to(device, copy=True)
+        self.notes = list(state["notes"])

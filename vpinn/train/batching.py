@@ -1,0 +1,124 @@
+"""Batch sizes as a measured choice: SNR-driven growth, micro-batches, learning-rate coupling.
+
+:class:`BatchPlan` holds the terms' batch sizes during a minibatch phase and decides changes from
+the noise diagnostics (:mod:`vpinn.train.noise`):
+
+* ``auto``: keep the update's signal-to-noise ratio ``|E g|^2 / tr Cov(g_b)`` at or above
+  ``threshold``: since ``tr Cov(g_b) = tr Σ / b``, SNR(b) = b |E g|^2 / tr Σ; when the averaged
+  estimate falls below the threshold every batch doubles (small batches early, when the signal is
+  strong; large ones near the minimum), up to ``maximum`` points for the volume term;
+* ``term_allocation = "neyman"``: the total batch is split over the terms ``∝`` each term's
+  per-point standard deviation ``s_t`` (Neyman's rule for ``sum_t s_t^2 / b_t``), from the
+  measured spread of its points' contributions;
+* ``micro``: a batch larger than this is drawn and back-propagated in micro-batches whose
+  gradients accumulate, so memory stays that of ``micro`` points whatever the batch;
+* the learning rate scales with the volume batch: ``sqrt`` (Adam in the noise-dominated regime,
+  whose effective step grows like sqrt(b)), ``linear`` (SGD) or ``none``, relative to the batch
+  the learning rate was given for.
+
+Decisions need two numbers on the host, read at diagnostic steps only (every ``log_every`` steps,
+when the loop reads the loss anyway).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+
+from vpinn.sampling import Sampler
+
+
+def split(total: int, parts: int, granule: int) -> list[int]:
+    """``total`` (a multiple of ``granule``) as ``<= parts`` positive multiples of ``granule``, as equal as possible."""
+    units = total // granule
+    parts = max(1, min(parts, units))
+    return [granule * (units // parts + (k < units % parts)) for k in range(parts)]
+
+
+def fit(batch: int, sampler: Sampler) -> int:
+    """The batch nearest ``batch`` that ``sampler`` can draw (a multiple of its granule, at least its minimum)."""
+    granule = sampler.granule
+    return max(sampler.minimum, granule * max(1, round(batch / granule)))
+
+
+class BatchPlan:
+    """The batch of each term and how they change (module docstring)."""
+
+    def __init__(self, batches: Sequence[int], samplers: Sequence[Sampler], *, maximum: int, micro: int,
+                 auto: bool = False, threshold: float = 1.0, lr_scaling: str = "sqrt", term_allocation: str = "fixed",
+                 average: float = 0.7):
+        self.samplers = list(samplers)
+        self.batches = [fit(b, s) for b, s in zip(batches, self.samplers)]
+        self.reference = self.batches[0]
+        self.maximum, self.micro, self.auto, self.threshold = maximum, micro, auto, threshold
+        self.lr_scaling, self.term_allocation, self.average = lr_scaling, term_allocation, average
+        self.per_point: float | None = None  # averaged tr Σ, per point of the volume batch
+        self.signal: float | None = None  # averaged |E g|^2
+        self.since_change = 0
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether diagnostics change the batches (then they are read back at diagnostic steps)."""
+        return self.auto or self.term_allocation == "neyman"
+
+    def lr_factor(self) -> float:
+        ratio = self.batches[0] / self.reference
+        return {"sqrt": math.sqrt(ratio), "linear": ratio, "none": 1.0}[self.lr_scaling]
+
+    def pieces(self, term: int, batch: int | None = None) -> list[int]:
+        """Micro-batch sizes whose draws make up ``batch`` (default: the term's batch) points."""
+        batch = self.batches[term] if batch is None else batch
+        return split(batch, math.ceil(batch / self.micro), self.samplers[term].granule)
+
+    def halves(self, term: int) -> tuple[int, int] | None:
+        """Two draws making up the term's batch (for the noise diagnostics), or None if it cannot be split."""
+        sampler, batch = self.samplers[term], self.batches[term]
+        first = sampler.granule * (batch // 2 // sampler.granule)
+        if first < sampler.minimum or batch - first < sampler.minimum:
+            return None
+        return first, batch - first
+
+    def update(self, noise: dict[str, torch.Tensor], spreads: Sequence[torch.Tensor]) -> str | None:
+        """Fold one diagnostic in; change the batches if the rules say so.  Returns a note of the
+        change (for the log) or None."""
+        if not self.adaptive:
+            return None
+        per_point, signal = float(noise["grad_trace"]) * self.batches[0], float(noise["grad_signal"])
+        if not (math.isfinite(per_point) and math.isfinite(signal)):
+            return None
+        a = self.average if self.per_point is not None else 0.0
+        self.per_point = a * (self.per_point or 0.0) + (1 - a) * per_point
+        self.signal = a * (self.signal or 0.0) + (1 - a) * signal
+        self.since_change += 1
+        note = None
+        if self.term_allocation == "neyman" and len(self.batches) > 1:
+            note = self._allocate([float(s) for s in spreads])
+        if self.auto and self.since_change >= 2 and self.batches[0] < self.maximum:
+            snr = self.batches[0] * self.signal / max(self.per_point, 1e-300)
+            if snr < self.threshold:
+                grown = [fit(min(2 * b, self.maximum) if k == 0 else 2 * b, s)
+                         for k, (b, s) in enumerate(zip(self.batches, self.samplers))]
+                note = f"batch {self.batches[0]:,} -> {grown[0]:,} (gradient SNR {snr:.3g} < {self.threshold:g})"
+                self.batches, self.since_change = grown, 0
+        return note
+
+    def _allocate(self, spreads: list[float]) -> str | None:
+        total = sum(self.batches)
+        if not all(math.isfinite(s) and s >= 0 for s in spreads) or sum(spreads) <= 0:
+            return None
+        wanted = [fit(max(1, round(total * s / sum(spreads))), sampler) for s, sampler in zip(spreads, self.samplers)]
+        wanted[0] = min(wanted[0], self.maximum)
+        if wanted == self.batches:
+            return None
+        self.batches = wanted
+        return "term batches " + ", ".join(f"{b:,}" for b in wanted) + " (Neyman allocation)"
+
+    def state_dict(self) -> dict:
+        return {"batches": list(self.batches), "reference": self.reference, "per_point": self.per_point,
+                "signal": self.signal, "since_change": self.since_change}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.batches, self.reference = [int(b) for b in state["batches"]], int(state["reference"])
+        self.per_point, self.signal, self.since_change = state["per_point"], state["signal"], int(state["since_change"])
