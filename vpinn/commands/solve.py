@@ -5,6 +5,8 @@ Writes into the output directory (``results/<name>`` by default):
 ``solution.vtu`` (and ``solution.xdmf`` if asked), ``profile.csv`` and ``profile.png`` where the
 domain has a profile line (the hollow sphere's radius), ``problem.toml`` (a copy of the input)
 and ``checkpoint.pt``.  Every file is written atomically.  The problem file is read once.
+The directory belongs to this run while it lasts: locked, refused if it holds another run
+(unless ``--resume`` or ``--overwrite``), cleared of stale results (:mod:`vpinn.commands.results`).
 """
 
 from __future__ import annotations
