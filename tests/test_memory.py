@@ -56,8 +56,10 @@ def test_bad_memory_limit_is_a_one_line_error(small_problem):
         load_problem(small_problem, {"train.memory_limit": "2 parsecs"})
 
 
-#: a 262,144-point training rule: larger than the probes and the fitted batch (a batch beyond its rule is capped)
-LARGER_RULE = {"quadrature.cells": [32, 32, 32]}
+#: a 32,768-point training rule, larger than the calibration's probes (a batch beyond its rule is capped to it)
+LARGER_RULE = {"quadrature.cells": [16, 16, 16]}
+#: a 262,144-point training rule, larger than the batch a 48 MiB budget fits
+LARGEST_RULE = {"quadrature.cells": [32, 32, 32]}
 
 
 def test_memory_limit_picks_a_batch_that_fits(small_problem):
@@ -81,7 +83,7 @@ def test_memory_on_cuda_counts_live_tensors(small_problem):
 def test_resume_keeps_the_batch_the_memory_limit_chose(small_problem, tmp_path):
     """--resume reuses the calibrated batch and chunk from the checkpoint instead of fitting anew
     (a new fit differs by the spread of memory readings, and the batches would change)."""
-    settings = {**LARGER_RULE, "train.memory_limit": "48MiB", "train.steps": 4, "train.lbfgs.iterations": 0}
+    settings = {**LARGEST_RULE, "train.memory_limit": "48MiB", "train.steps": 4, "train.lbfgs.iterations": 0}
     lines: list[str] = []
     first = solve(small_problem, SolveOptions(output=str(tmp_path), progress=False, overrides=settings), echo=lines.append)
     assert any(line.startswith("train.memory_limit = 48MiB: batch") for line in lines)
