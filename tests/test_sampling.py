@@ -208,3 +208,11 @@ def test_batches_the_sampler_cannot_draw_are_refused():
     sampler = StratifiedSampler(RULE, CPU, seed=0, strata=64)
     with pytest.raises(ValueError, match="multiple of 64"):
         sampler.sample(100)
+
+
+def test_a_state_of_another_sampler_is_refused():
+    uniform, stratified = sampler_of(("uniform", "")), sampler_of(("stratified", "proportional"))
+    with pytest.raises(ValueError, match="kind 'uniform', not 'stratified-proportional'"):
+        stratified.load_state_dict(uniform.state_dict())
+    with pytest.raises(ValueError, match="size 1000, not 64000"):
+        uniform.load_state_dict(UniformSampler(1000, "cpu", 0).state_dict())

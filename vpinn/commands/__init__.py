@@ -2,15 +2,16 @@
 
 One module per subcommand (``solve`` trains a problem file and writes results; ``bench`` times
 training steps per derivative method and batch size; ``memory`` measures peak memory across
-batch sizes and rule sizes; ``compare`` runs optimisers side by side under one time budget), plus the shared argument helpers (:mod:`.arguments`) and the
+batch sizes and rule sizes; ``compare`` runs optimisers side by side under one time budget; ``variance`` measures each sampler's
+gradient noise; ``batches`` compares batch sizes and samplers under one time budget), plus the shared argument helpers (:mod:`.arguments`) and the
 terminal side of training (:mod:`.terminal`: progress bars, Ctrl-C, SIGTERM) and the results
 directory's lock (:mod:`.results`).  This is the only layer that knows about terminals, signals
 and argument parsing.  User mistakes (a problem file, a flag, a checkpoint) print one line
 (``error: ...``) and exit with status 2; an operating-system error (a full disk, a read-only
 directory) prints one line naming the path and the reason, and running out of memory one line
-with the allocation that failed, both with status 1; Ctrl-C or
-SIGTERM during training saves a checkpoint and exits with status 130 or 143.  Doubtful but
-valid inputs print one line (``warning: ...``) and go on.
+with the allocation that failed, both with status 1; Ctrl-C or SIGTERM during training saves a
+checkpoint and exits with status 130 or 143.  Doubtful but valid inputs print one line
+(``warning: ...``) and go on.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import warnings
 
 import torch
 
-from vpinn.commands import bench, compare, memory, solve
+from vpinn.commands import batches, bench, compare, memory, solve, variance
 from vpinn.errors import VpinnError, VpinnWarning
 
 #: command -> (help, module with DESCRIPTION, add_arguments and run)
@@ -32,6 +33,8 @@ COMMANDS = {
     "bench": ("time training steps across batch sizes and derivative methods", bench),
     "memory": ("peak memory across batch sizes and quadrature sizes", memory),
     "compare": ("optimisers side by side under one time budget", compare),
+    "variance": ("gradient noise of every sampler at one network state", variance),
+    "batches": ("what each batch size and sampler buys under one time budget", batches),
 }
 
 

@@ -19,14 +19,11 @@ time to ``compare.png``; each run's own results stay in ``compare/<setting>/``.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 from vpinn.commands.arguments import add_common_arguments, default_problem, positive_seconds
+from vpinn.commands.subruns import run_solve
 from vpinn.errors import VpinnError
 from vpinn.export.plots import plot_error_against_time
 from vpinn.export.tables import write_csv, write_markdown
@@ -45,15 +42,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="settings, comma-separated, each optimisers joined by '+' (default: adam+lbfgs,engd,msqn)")
     parser.add_argument("--max-time", type=positive_seconds, metavar="SECONDS",
                         help="wall-clock budget of each setting's training (default: train.max_time, else 120)")
-
-
-def _inline(value) -> str:
-    """``value`` (dicts, lists, strings, numbers) as TOML inline text, for ``--set``."""
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{key} = {_inline(item)}" for key, item in value.items()) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_inline(item) for item in value) + "]"
-    return json.dumps(value) if isinstance(value, str) else repr(value).lower() if isinstance(value, bool) else repr(value)
 
 
 def _warm_start(spec: ProblemSpec) -> AdamPhase:
@@ -84,22 +72,6 @@ def schedule(spec: ProblemSpec, setting: str) -> list[dict]:
     return phases
 
 
-def _run_setting(problem: str, settings: dict, phases: list[dict], out: Path, budget: float,
-                 device: str | None) -> dict:
-    overrides = [item for key, value in {**settings, "train.phase": phases}.items()
-                 for item in ("--set", f"{key}={_inline(value)}")]
-    command = [sys.executable, "-m", "vpinn.commands", "solve", problem, "--quiet", "--overwrite", "--out", str(out),
-               "--max-time", repr(budget), *(["--device", device] if device else []), *overrides]
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        lines = (done.stderr or done.stdout).strip().splitlines()
-        raise VpinnError(f"compare: the run in {out} failed: {lines[-1] if lines else 'no output'}")
-    summary = json.loads((out / "summary.json").read_text())
-    with open(out / "history.csv") as handle:
-        history = [row for row in csv.DictReader(handle) if row.get("rel_l2")]
-    return {"summary": summary, "curve": [(float(r["elapsed_s"]), float(r["rel_l2"])) for r in history]}
-
-
 def run(args: argparse.Namespace) -> int:
     problem = args.problem or default_problem()
     settings = dict(args.settings)
@@ -113,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{spec.name}: {len(names)} settings, {budget:g} s of training each, each in a fresh process")
     rows, curves = [], {}
     for name, phases in plans.items():
-        result = _run_setting(problem, settings, phases, out / name.replace("+", "_"), budget, args.device)
+        result = run_solve(problem, {**settings, "train.phase": phases}, out / name.replace("+", "_"), budget, args.device)
         summary = result["summary"]
         last = [p["optimizer"] for p in phases][-1]
         last_steps = list(summary["steps"].values())[-1] or 1

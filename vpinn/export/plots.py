@@ -220,3 +220,42 @@ def plot_memory(path: str | Path, rows: Sequence[dict]) -> None:
         axes.grid(True, which="both", alpha=0.3)
         axes.legend(fontsize=7)
     _save(figure, path)
+
+
+def plot_variance(path: str | Path, rows: Sequence[dict], title: str) -> None:
+    """``variance.png``: each sampler's gradient-covariance trace relative to uniform's (log scale)."""
+    figure = Figure(figsize=(6.5, 3.8))
+    axes = figure.subplots()
+    names = [r["sampler"] for r in rows]
+    ratios = [r["ratio_to_uniform"] for r in rows]
+    bars = axes.bar(names, ratios, color=["0.6" if n == "uniform" else "C0" for n in names])
+    axes.set_yscale("log")
+    axes.axhline(1.0, color="k", linewidth=0.8)
+    for bar, ratio in zip(bars, ratios):
+        axes.annotate(f"{ratio:.3g}", (bar.get_x() + bar.get_width() / 2, ratio), ha="center", va="bottom", fontsize=8)
+    axes.set_ylabel("tr Cov(gradient) / uniform's")
+    axes.set_title(title, fontsize=10)
+    axes.grid(True, axis="y", which="both", alpha=0.3)
+    _save(figure, path)
+
+
+def plot_noise_against_batch(path: str | Path, rows: Sequence[dict], slope: float | None) -> None:
+    """``noise.png``: the gradient-covariance trace at initialisation against the batch (log-log),
+    one line per sampler, with the 1/b reference."""
+    figure = Figure(figsize=(6.0, 4.0))
+    axes = figure.subplots()
+    fixed = [r for r in rows if isinstance(r["batch"], int) and r.get("initial_trace")]
+    for sampling in dict.fromkeys(r["sampling"] for r in fixed):
+        line = sorted((r for r in fixed if r["sampling"] == sampling), key=lambda r: r["batch"])
+        axes.loglog([r["batch"] for r in line], [r["initial_trace"] for r in line], marker="o", label=sampling)
+    if fixed:
+        first = min(fixed, key=lambda r: r["batch"])
+        b = np.array(sorted({r["batch"] for r in fixed}), dtype=float)
+        axes.loglog(b, first["initial_trace"] * first["batch"] / b, "k--", linewidth=0.8, label="1/b")
+    axes.set_xlabel("batch size b")
+    axes.set_ylabel("tr Cov(gradient) at initialisation")
+    axes.set_title("gradient noise against batch size" + (f" (slope {slope:.2f})" if slope is not None else ""), fontsize=10)
+    axes.grid(True, which="both", alpha=0.3)
+    if fixed:
+        axes.legend(fontsize=8)
+    _save(figure, path)

@@ -32,7 +32,7 @@ def make_sampler(kind: str, rule: QuadratureRule, device: torch.device, seed: in
     if kind == "sobol":
         return SobolSampler(rule, device, seed)
     if kind == "importance":
-        return ImportanceSampler(rule, device, seed, strata=strata, refresh_every=refresh_every, mix=max(mix, 0.1))
+        return ImportanceSampler(rule, device, seed, strata=strata, refresh_every=refresh_every, mix=mix)
     raise ValueError(f"unknown sampling {kind!r}; choose one of {', '.join(SAMPLINGS)}")
 
 

@@ -47,6 +47,13 @@ class Sampler(ABC):
             raise ValueError(f"a batch of {batch} points; this sampler needs a multiple of {self.granule} "
                              f"of at least {self.minimum}")
 
+    def refuse_foreign(self, state: dict) -> None:
+        """Refuse a state written by a sampler of another kind, rule size or strata count."""
+        mine = self.state_dict()
+        for key in ("kind", "size", "strata"):
+            if key in mine and state.get(key) != mine[key]:
+                raise ValueError(f"sampler state with {key} {state.get(key)!r}, not {mine[key]!r}")
+
     @abstractmethod
     def state_dict(self) -> dict:
         """Everything needed to continue the same draws: integers and small CPU tensors."""

@@ -72,9 +72,7 @@ class ImportanceSampler(Sampler):
                 "drawn": self.drawn, "stats": self.stats.state_dict(), "proposal": self.proposal.to("cpu", copy=True)}
 
     def load_state_dict(self, state: dict) -> None:
-        if int(state["size"]) != self.size or int(state["strata"]) != self.tiling.count:
-            raise ValueError(f"sampler state of {state['strata']} strata of a rule of {state['size']} points, "
-                             f"not {self.tiling.count} of {self.size}")
+        self.refuse_foreign(state)
         self.draws, self.drawn = int(state["draws"]), int(state["drawn"])
         self.stats.load_state_dict(state["stats"])
         self.proposal = state["proposal"].to(self.device, copy=True)

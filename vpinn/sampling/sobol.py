@@ -59,6 +59,5 @@ class SobolSampler(Sampler):
         return {"kind": "sobol", "size": self.size, "draws": self.draws, "drawn": self.drawn}
 
     def load_state_dict(self, state: dict) -> None:
-        if int(state["size"]) != self.size:
-            raise ValueError(f"sampler state of a rule of {state['size']} points, not {self.size}")
+        self.refuse_foreign(state)
         self.draws, self.drawn = int(state["draws"]), int(state["drawn"])

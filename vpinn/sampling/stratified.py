@@ -99,9 +99,7 @@ class StratifiedSampler(Sampler):
                 "draws": self.draws, "drawn": self.drawn, "stream": self.stream.state_dict(), "stats": self.stats.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        if int(state["size"]) != self.size or int(state["strata"]) != self.tiling.count:
-            raise ValueError(f"sampler state of {state['strata']} strata of a rule of {state['size']} points, "
-                             f"not {self.tiling.count} of {self.size}")
+        self.refuse_foreign(state)
         self.draws, self.drawn = int(state["draws"]), int(state["drawn"])
         self.stream.load_state_dict(state["stream"])
         self.stats.load_state_dict(state["stats"])

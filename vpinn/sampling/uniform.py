@@ -41,6 +41,5 @@ class UniformSampler(Sampler):
         return {"kind": "uniform", "size": self.size, **self.stream.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        if int(state["size"]) != self.size:
-            raise ValueError(f"sampler state of a rule of {state['size']} points, not {self.size}")
+        self.refuse_foreign(state)
         self.stream.load_state_dict(state)

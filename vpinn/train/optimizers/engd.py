@@ -41,6 +41,7 @@ import dataclasses
 import torch
 
 from vpinn.quadrature.base import PointBatch, QuadratureRule
+from vpinn.train.batching import fit
 from vpinn.train.curvature import (CurvatureChunk, active_rows, curvature_chunks, gram_matrix, solve_dense,
                                    solve_woodbury, square_root_rows)
 from vpinn.train.estimate import flat_gradient, full_loss_backward, minibatch_loss
@@ -172,8 +173,10 @@ class Engd:
         """The points of this step's Gram matrix and their estimator factor: a fresh sample of the
         training rule, or the whole auxiliary rule."""
         if self.gram_rule is None:
-            index, factor = self.problem.samplers[0].sample(self.gram_points)
-            return self.volume.rule.take(index, self.dtype), factor
+            sampler = self.problem.samplers[0]
+            index, factor = sampler.sample(fit(self.gram_points, sampler))
+            batch = self.volume.rule.take(index, self.dtype)
+            return dataclasses.replace(batch, weights=factor * batch.weights), 1.0
         return self.gram_rule.take(torch.arange(self.gram_rule.size, device=self.problem.device), self.dtype), 1.0
 
     def _checked_gradient(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 
 from vpinn.physics.base import integrand
+from vpinn.train.batching import fit
 from vpinn.train.estimate import flat_gradient, full_loss_backward
 from vpinn.train.optimizers import StepReport, TrainingProblem
 
@@ -102,7 +103,7 @@ class Msqn:
             return None
         problem, drawn = self.problem, []
         for k, (term, sampler) in enumerate(zip(problem.terms, problem.samplers)):
-            index, factor = sampler.sample(self.batch if k == 0 else term.batch)
+            index, factor = sampler.sample(fit(self.batch if k == 0 else term.batch, sampler))
             drawn.append((term, term.rule.take(index, self.dtype), factor))
         return drawn
 
@@ -115,7 +116,7 @@ class Msqn:
             loss = float(full_loss_backward(problem.terms, problem.trial, problem.chunk, problem.device, self.dtype))
             self.passes += 1
         else:
-            total = sum(factor * (batch.weights * integrand(term.form, problem.trial, batch)).sum()
+            total = sum((factor * batch.weights * integrand(term.form, problem.trial, batch)).sum()
                         for term, batch, factor in drawn)
             total.backward()
             loss = float(total.detach())

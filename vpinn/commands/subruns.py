@@ -1,0 +1,40 @@
+"""Solves in fresh processes, for the commands that compare settings under one wall-time budget
+(``compare``, ``batches``): each setting is ``solve`` with ``--set`` overrides and ``--max-time``,
+so no setting inherits another's warm caches, allocator state or memory peak.  ``--overwrite``: each
+setting's directory belongs to the comparison, and a rerun replaces it."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from vpinn.errors import VpinnError
+
+
+def inline(value) -> str:
+    """``value`` (dicts, lists, strings, numbers) as TOML inline text, for ``--set``."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{key} = {inline(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(inline(item) for item in value) + "]"
+    return json.dumps(value) if isinstance(value, str) else repr(value).lower() if isinstance(value, bool) else repr(value)
+
+
+def run_solve(problem: str, overrides: dict, out: Path, budget: float, device: str | None) -> dict:
+    """Solve ``problem`` with ``overrides`` into ``out`` for ``budget`` seconds of training; the
+    summary, the history rows and the curve of (seconds, relative L2) at evaluated rows."""
+    arguments = [item for key, value in overrides.items() for item in ("--set", f"{key}={inline(value)}")]
+    command = [sys.executable, "-m", "vpinn.commands", "solve", problem, "--quiet", "--overwrite", "--out", str(out),
+               "--max-time", repr(budget), *(["--device", device] if device else []), *arguments]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        raise VpinnError(f"the run in {out} failed: {lines[-1] if lines else 'no output'}")
+    summary = json.loads((out / "summary.json").read_text())
+    with open(out / "history.csv") as handle:
+        history = list(csv.DictReader(handle))
+    curve = [(float(r["elapsed_s"]), float(r["rel_l2"])) for r in history if r.get("rel_l2")]
+    return {"summary": summary, "history": history, "curve": curve}
