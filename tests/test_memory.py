@@ -80,6 +80,7 @@ def test_memory_on_cuda_counts_live_tensors(small_problem):
     assert 0 < result["above_baseline_bytes"] < 4096 * 20_000
 
 
+@pytest.mark.filterwarnings("ignore:train.batch = .* capped:vpinn.errors.VpinnWarning")  # a fit beyond the rule
 def test_resume_keeps_the_batch_the_memory_limit_chose(small_problem, tmp_path):
     """--resume reuses the calibrated batch and chunk from the checkpoint instead of fitting anew
     (a new fit differs by the spread of memory readings, and the batches would change)."""
