@@ -56,13 +56,20 @@ def test_bad_memory_limit_is_a_one_line_error(small_problem):
         load_problem(small_problem, {"train.memory_limit": "2 parsecs"})
 
 
+#: a 32,768-point training rule, larger than the calibration's probes (a batch beyond its rule is capped to it)
+LARGER_RULE = {"quadrature.cells": [16, 16, 16]}
+#: a 262,144-point training rule, larger than the batch a 48 MiB budget fits
+LARGEST_RULE = {"quadrature.cells": [32, 32, 32]}
+
+
 def test_memory_limit_picks_a_batch_that_fits(small_problem):
-    spec = load_problem(small_problem, {"train.memory_limit": "48MiB"})
-    estimate = fit_batch(str(small_problem), spec, {"train.memory_limit": "48MiB"}, "cpu")
+    settings = {**LARGER_RULE, "train.memory_limit": "48MiB"}
+    spec = load_problem(small_problem, settings)
+    estimate = fit_batch(str(small_problem), spec, settings, "cpu")
     assert 1000 < estimate.batch and 0 < estimate.per_point < 20_000
     assert estimate.chunk == min(spec.train.chunk, estimate.batch // 2)  # float64 finish: half the points
-    used = measure({"problem": str(small_problem), "overrides": {"train.batch": estimate.batch}, "device": "cpu",
-                    "steps": 2, "min_seconds": 0.0})["above_baseline_bytes"]
+    used = measure({"problem": str(small_problem), "overrides": {**LARGER_RULE, "train.batch": estimate.batch},
+                    "device": "cpu", "steps": 2, "min_seconds": 0.0})["above_baseline_bytes"]
     assert used <= 48 * 2**20
     assert used >= 0.5 * 48 * 2**20  # and it is not needlessly small
 
@@ -73,10 +80,11 @@ def test_memory_on_cuda_counts_live_tensors(small_problem):
     assert 0 < result["above_baseline_bytes"] < 4096 * 20_000
 
 
+@pytest.mark.filterwarnings("ignore:train.batch = .* capped:vpinn.errors.VpinnWarning")  # a fit beyond the rule
 def test_resume_keeps_the_batch_the_memory_limit_chose(small_problem, tmp_path):
     """--resume reuses the calibrated batch and chunk from the checkpoint instead of fitting anew
     (a new fit differs by the spread of memory readings, and the batches would change)."""
-    settings = {"train.memory_limit": "48MiB", "train.steps": 4, "train.lbfgs.iterations": 0}
+    settings = {**LARGEST_RULE, "train.memory_limit": "48MiB", "train.steps": 4, "train.lbfgs.iterations": 0}
     lines: list[str] = []
     first = solve(small_problem, SolveOptions(output=str(tmp_path), progress=False, overrides=settings), echo=lines.append)
     assert any(line.startswith("train.memory_limit = 48MiB: batch") for line in lines)

@@ -175,7 +175,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_continues(small_problem, tmp_path)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
-    assert "interrupted at step" in stdout and "Traceback" not in stderr
+    assert "interrupted by SIGINT at step" in stdout and "Traceback" not in stderr
     stopped_at = sum(load_checkpoint(out / "checkpoint.pt")["done"])
     assert stopped_at > 0
     resumed = subprocess.run(command + ["--resume", "--max-time", "1"], capture_output=True, text=True, cwd=tmp_path)

@@ -11,7 +11,9 @@ Nothing here reads files or trains.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -19,6 +21,7 @@ import torch
 
 from vpinn.calculus import flux_divergence
 from vpinn.distributed import LOCAL, Group, ShardedSampler
+from vpinn.errors import VpinnWarning
 from vpinn.evaluate import energy, relative_errors
 from vpinn.expressions import Expression
 from vpinn.fields.ansatz import HardDirichletAnsatz
@@ -92,10 +95,12 @@ def assemble(spec: ProblemSpec, device: torch.device, group: Group = LOCAL) -> A
     field = build_field(spec, domain, dtype).to(device)
     physics = PHYSICS[spec.pde.type](spec)
     train = spec.train.on_device(device.type)
-    rules = [(physics.energy, build_rule(spec.quadrature.training, domain.volume_map()), train.initial_batch)]
+    volume = build_rule(spec.quadrature.training, domain.volume_map())
+    first = "batch_start" if train.batch == "auto" else "batch"
+    rules = [(physics.energy, volume, capped(f"train.{first}", train, first, volume.size))]
     for form in physics.loads:
         rule = ConcatRule([build_rule(spec.quadrature.boundary, domain.face_map(f)) for f in form.faces])
-        rules.append((form, rule, train.boundary_batch))
+        rules.append((form, rule, capped("train.boundary_batch", train, "boundary_batch", rule.size)))
     terms, samplers = [], []
     for k, (form, rule, batch) in enumerate(rules):
         sampler = make_sampler(train.sampling, rule, device, train.seed + 1 + k, strata=train.strata or max(1, batch // 4),
@@ -107,6 +112,19 @@ def assemble(spec: ProblemSpec, device: torch.device, group: Group = LOCAL) -> A
     evaluation_rule = build_rule(spec.quadrature.evaluation, domain.volume_map())
     return Assembly(device, dtype, domain, field, build_trial(spec, domain, field), physics, terms, samplers,
                     evaluation_rule, spec.train.chunk, group)
+
+
+def capped(key: str, section: object, name: str, size: int) -> int:
+    """The batch ``section.name``, or the ``size`` of its rule if it is larger: a batch beyond
+    the rule would only repeat its points, and the sampler's work grows with the batch.  A value
+    the file set (not the schema's default) gets a one-line note, named ``key``."""
+    batch = getattr(section, name)
+    if batch <= size:
+        return batch
+    if batch != next(f.default for f in dataclasses.fields(section) if f.name == name):
+        warnings.warn(f"{key} = {batch:,} is larger than its rule of {size:,} points: capped to {size:,}", VpinnWarning,
+                      stacklevel=3)
+    return size
 
 
 def build_field(spec: ProblemSpec, domain: Domain, dtype: torch.dtype) -> Field:
@@ -138,6 +156,9 @@ def build_trainer(spec: ProblemSpec, assembly: Assembly, *, save: Callable[[dict
                                       train.chunk, assembly.device, assembly.group)
         if getattr(phase, "gram_rule", "training") == "finish":
             options["gram_rule"] = finish
+        for key in ("batch", "gradient_points", "gram_points"):  # minibatches of the training rule (0: exact)
+            if options.get(key) and not (key == "gram_points" and "gram_rule" in options):
+                options[key] = capped(f"train.phase[{k}].{key}", phase, key, problem.terms[0].rule.size)
         minibatch = phase.optimizer == "adam"
         if minibatch:
             options.update(plan=batch_plan(spec, assembly), diagnose_every=train.log_every)
@@ -158,7 +179,9 @@ def batch_plan(spec: ProblemSpec, assembly: Assembly) -> BatchPlan:
     ``micro_batch``, ``snr_threshold``, ``lr_scaling``, ``term_allocation``)."""
     train, terms, auto = spec.train, assembly.terms, spec.train.batch == "auto"
     micro = train.micro_batch or (train.chunk if auto else 2**62)  # a fixed batch: at once, unless micro_batch says
-    return BatchPlan([t.batch for t in terms], assembly.samplers, maximum=train.batch_max or terms[0].rule.size,
+    size = terms[0].rule.size
+    maximum = capped("train.batch_max", train, "batch_max", size) if train.batch_max else size
+    return BatchPlan([t.batch for t in terms], assembly.samplers, maximum=maximum,
                      micro=micro, auto=auto, threshold=train.snr_threshold,
                      lr_scaling=train.lr_scaling, term_allocation=train.term_allocation)
 

@@ -2,8 +2,9 @@
 
 A crash, Ctrl-C or a full disk in the middle of a write leaves the previous file intact, never
 half of a new one (``os.replace`` is atomic on POSIX within one file system; the new file is
-flushed to disk first, so that holds across a power loss too).  The file gets the permissions a
-plain ``open`` would give it (0666 less the umask), not ``mkstemp``'s private 0600.
+flushed to disk first, so that holds across a power loss too).  An operating-system error names
+the file meant, not the temporary one.  The file gets the permissions a plain ``open`` would
+give it (0666 less the umask), not ``mkstemp``'s private 0600.
 """
 
 from __future__ import annotations
@@ -21,16 +22,18 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    # Created with mode 0666 so that the kernel applies the umask, as for a plain open.
-    os.close(os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
+        # Created with mode 0666 so that the kernel applies the umask, as for a plain open.
+        os.close(os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
         yield temporary
         with open(temporary, "rb+") as written:
             os.fsync(written.fileno())
         os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as err:
+        with contextlib.suppress(OSError):
             os.unlink(temporary)
+        if isinstance(err, OSError) and err.errno is not None:  # name the file meant, not the temporary one
+            raise OSError(err.errno, err.strerror, str(path)) from err
         raise
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import tomllib
 from pathlib import Path
 
@@ -25,6 +26,11 @@ def device_name(requested: str | None) -> str:
         return str(choose_device(requested))
     except VpinnError as err:
         raise VpinnError(f"--device {requested}: {err}") from None
+
+
+def expanded_path(text: str) -> str:
+    """An argparse type: a path with ``~`` expanded (as a shell would, also in ``--out=~/x``)."""
+    return str(Path(text).expanduser())
 
 
 def positive_seconds(text: str) -> float:
@@ -55,6 +61,11 @@ def parse_setting(text: str) -> tuple[str, object]:
         parsed = tomllib.loads(f"value = {value}")["value"]
     except tomllib.TOMLDecodeError:
         parsed = value.strip()
+    except RecursionError:
+        raise argparse.ArgumentTypeError(f"{key.strip()}: the value's arrays or tables are nested too deeply") from None
+    except ValueError:  # an integer of more digits than Python reads
+        raise argparse.ArgumentTypeError(f"{key.strip()}: the value has an integer of more than "
+                                         f"{sys.get_int_max_str_digits()} digits") from None
     return key.strip(), parsed
 
 
@@ -76,6 +87,6 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     """The problem file, ``--device``, ``--out`` and repeatable ``--set KEY=VALUE``."""
     parser.add_argument("problem", nargs="?", help=f"problem file (default: {DEFAULT_PROBLEM})")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--out", help="output directory (default: under results/<name>)")
+    parser.add_argument("--out", type=expanded_path, help="output directory (default: under results/<name>; ~ is expanded)")
     parser.add_argument("--set", dest="settings", action="append", type=parse_setting, default=[], metavar="KEY=VALUE",
                         help="override a problem-file key, e.g. --set train.steps=500 (repeatable; validated like the file)")

@@ -9,14 +9,18 @@ and ``checkpoint.pt``.  Every file is written atomically.  The problem file is r
 Under ``torchrun`` every rank runs this command: the ranks share each step's batch and every
 full-rule sum (:mod:`vpinn.distributed`), and only rank 0 prints, shows progress and writes
 files; the checkpoint records the world size and resumes with any number of ranks.
+Rank 0's directory belongs to the run while it lasts: locked, refused if it holds another run
+(unless ``--resume`` or ``--overwrite``), cleared of stale results (:mod:`vpinn.commands.results`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import math
 import platform
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +31,7 @@ import torch
 from vpinn.assemble import Assembly, assemble, build_trainer, fingerprint
 from vpinn.atomic import write_text
 from vpinn.commands.arguments import add_common_arguments, default_problem, device_name, positive_seconds
+from vpinn.commands.results import ResultsDirectory
 from vpinn.commands.terminal import TerminalObserver
 from vpinn.distributed import Group, finish, rank_device, start, world_size
 from vpinn.distributed.compensate import calibrate
@@ -38,9 +43,12 @@ from vpinn.measurement.budget import fit_batch
 from vpinn.measurement.memory import keep_freed_memory, peak_memory_bytes, peak_reserved_bytes
 from vpinn.physics.base import on_volume_rule
 from vpinn.problem import ProblemSpec, load_problem
-from vpinn.train import TrainResult
+from vpinn.train import Trainer, TrainResult
 from vpinn.train.batching import fit
 from vpinn.train.checkpoint import CheckpointError, check_fingerprint, load_checkpoint, save_checkpoint
+
+#: what a checkpoint that cannot be resumed most likely is
+DAMAGED = "it is damaged or not from this version of vpinn"
 
 DESCRIPTION = "Train the problem and write summary.json, history.csv, plots, solution.vtu and a checkpoint to results/<name>/."
 
@@ -55,11 +63,15 @@ class SolveOptions:
     output: str | None = None
     progress: bool = True
     overrides: dict = field(default_factory=dict)
+    overwrite: bool = False
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
-    parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output directory")
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output directory")
+    start.add_argument("--overwrite", action="store_true",
+                       help="replace an earlier run in the output directory (deletes its checkpoint, history and results)")
     parser.add_argument("--max-time", type=positive_seconds, metavar="SECONDS",
                         help="wall-clock budget for training (overrides train.max_time)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -67,9 +79,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     keep_freed_memory()
-    options = SolveOptions(args.resume, args.max_time, args.device, args.out, not args.quiet, dict(args.settings))
+    options = SolveOptions(args.resume, args.max_time, args.device, args.out, not args.quiet, dict(args.settings),
+                           args.overwrite)
     summary = solve(args.problem or default_problem(), options)
-    return 130 if summary.get("status") == "interrupted" else 0
+    return 128 + summary["signal"] if summary.get("status") == "interrupted" else 0
 
 
 def _with_sizes(spec: ProblemSpec, batch: int, chunk: int) -> ProblemSpec:
@@ -97,12 +110,28 @@ def _resume_state(path: Path, spec: ProblemSpec) -> dict:
         check_fingerprint(state, fingerprint(spec), path)
     except CheckpointError as err:
         raise VpinnError(f"--resume: {err}") from None
+    sizes = state.get("sizes")
+    if not (isinstance(sizes, dict) and all(isinstance(sizes.get(k), int) and sizes[k] >= 0 for k in ("batch", "chunk"))):
+        raise VpinnError(f"--resume: {path} has no valid entry 'sizes'; {DAMAGED}")
     return state
+
+
+def _continue(trainer: Trainer, state: dict, path: Path) -> None:
+    """Load a checkpoint's state into ``trainer``; a checkpoint without the keys or shapes of
+    this problem's training state is refused in one line."""
+    try:
+        trainer.load_state_dict(state)
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as err:
+        what = f"has no entry {err}" if isinstance(err, KeyError) else f"does not fit this problem ({str(err).splitlines()[0]})"
+        raise VpinnError(f"--resume: {path} {what}; {DAMAGED}") from None
 
 
 def solve(problem_path: str | Path, options: SolveOptions = SolveOptions(), echo: Callable[[str], None] = print) -> dict:
     """Solve the problem in ``problem_path``; returns the summary (also written as JSON).  Under
-    ``torchrun``, on every rank (see the module docstring)."""
+    ``torchrun``, on every rank (see the module docstring).
+
+    Nothing is written before every check has passed: the problem file, the checkpoint to
+    resume and the results directory's owner (:mod:`vpinn.commands.results`)."""
     started = time.perf_counter()
     spec = load_problem(problem_path, options.overrides)
     device = rank_device(torch.device(device_name(options.device)))
@@ -121,56 +150,60 @@ def _solve(problem_path: str | Path, spec: ProblemSpec, device: torch.device, gr
            echo: Callable[[str], None], started: float) -> dict:
     out = spec.output_path(options.output)
     state = _resume_state(out / "checkpoint.pt", spec) if options.resume else None
-    calibration = {}
-    if state is not None and spec.train.memory_limit:  # the sizes the run began with, not a new fit
-        spec = _with_sizes(spec, state["sizes"]["batch"], state["sizes"]["chunk"])
-    elif spec.train.memory_limit:
-        estimate = fit_batch(str(problem_path), spec, options.overrides, str(device))
-        spec = _with_sizes(spec, estimate.batch, estimate.chunk)
-        echo(f"train.memory_limit = {spec.train.memory_limit}: batch {estimate.batch:,}, chunk {estimate.chunk:,} "
-             f"(calibrated {estimate.per_point / 1024:.2f} KiB per point + {estimate.fixed / 2**20:.0f} MiB fixed)")
-        calibration = {"memory_limit_bytes": spec.train.memory_limit_bytes,
-                       "calibrated_bytes_per_point": estimate.per_point, "calibrated_fixed_bytes": estimate.fixed}
-    assembly = assemble(spec, device, group)
-    if spec.train.compensate:
-        calibration.update(_compensate_batch(spec, assembly, echo))
-    if group.is_root:
-        out.mkdir(parents=True, exist_ok=True)
-        settings = "".join(f"# run with --set {key}={value!r}\n" for key, value in options.overrides.items())
-        write_text(out / "problem.toml", settings + Path(problem_path).read_text(encoding="utf-8"))
-    fitted = spec.train.micro_batch if spec.train.batch == "auto" else assembly.terms[0].batch
-    extra = {"fingerprint": fingerprint(spec), "sizes": {"batch": fitted, "chunk": spec.train.chunk},
-             "world_size": group.size}
-    save = (lambda s: save_checkpoint(out / "checkpoint.pt", {**s, **extra})) if group.is_root else None
-    with TerminalObserver(options.progress and group.is_root) as observer:
-        trainer = build_trainer(spec, assembly, save=save, max_time=options.max_time, observer=observer)
-        if state is not None:
-            trainer.load_state_dict(state)
-            phase = trainer.phases[trainer.current]
-            echo(f"resuming {spec.name} at {phase.name} step {trainer.done[trainer.current]} ({trainer.step} steps in all"
-                 f"{_ranks_then_now(state, group)})")
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        echo(f"{spec.name}: {assembly.terms[0].rule.size:,} quadrature points, batch {_batch_text(spec, assembly)}, "
-             f"{sum(p.numel() for p in assembly.field.parameters()):,} parameters, {device}, "
-             f"phases {' + '.join(f'{p.optimizer} ({p.dtype})' for p in spec.train.phases)}")
-        try:
-            result = trainer.run()
-        except TrainingDiverged:
+    with (ResultsDirectory(out, resume=options.resume, overwrite=options.overwrite) if group.is_root
+          else contextlib.nullcontext()) as directory:
+        calibration = {}
+        if state is not None and spec.train.memory_limit:  # the sizes the run began with, not a new fit
+            spec = _with_sizes(spec, state["sizes"]["batch"], state["sizes"]["chunk"])
+        elif spec.train.memory_limit:
+            estimate = fit_batch(str(problem_path), spec, options.overrides, str(device))
+            spec = _with_sizes(spec, estimate.batch, estimate.chunk)
+            echo(f"train.memory_limit = {spec.train.memory_limit}: batch {estimate.batch:,}, chunk {estimate.chunk:,} "
+                 f"(calibrated {estimate.per_point / 1024:.2f} KiB per point + {estimate.fixed / 2**20:.0f} MiB fixed)")
+            calibration = {"memory_limit_bytes": spec.train.memory_limit_bytes,
+                           "calibrated_bytes_per_point": estimate.per_point, "calibrated_fixed_bytes": estimate.fixed}
+        assembly = assemble(spec, device, group)
+        if spec.train.compensate:
+            calibration.update(_compensate_batch(spec, assembly, echo))
+        fitted = spec.train.micro_batch if spec.train.batch == "auto" else assembly.terms[0].batch
+        extra = {"fingerprint": fingerprint(spec), "sizes": {"batch": fitted, "chunk": spec.train.chunk},
+                 "world_size": group.size}
+        save = (lambda s: save_checkpoint(out / "checkpoint.pt", {**s, **extra})) if group.is_root else None
+        with TerminalObserver(options.progress and group.is_root) as observer:
+            trainer = build_trainer(spec, assembly, save=save, max_time=options.max_time, observer=observer)
+            if state is not None:
+                _continue(trainer, state, out / "checkpoint.pt")
+                phase = trainer.phases[trainer.current]
+                echo(f"resuming {spec.name} at {phase.name} step {trainer.done[trainer.current]} ({trainer.step} steps in all"
+                     f"{_ranks_then_now(state, group)})")
             if group.is_root:
-                write_csv(out / "history.csv", trainer.history)
-            raise
-    if group.is_root:
-        write_csv(out / "history.csv", result.history)
-    if result.status == "interrupted":
-        echo(f"interrupted at step {trainer.step}: checkpoint saved to {out / 'checkpoint.pt'}; continue with --resume")
-        return {"status": "interrupted"}
-    batch = assembly.terms[0].batch
-    calibration.update(world_size=group.size, global_batch=batch * group.size, compression=group.compression,
-                       communicated_bytes=group.bytes_sent,
-                       communicated_bytes_per_step=round(group.bytes_sent / max(1, sum(result.steps.values()))))
-    summary = _finish(spec, assembly, result, trainer.dtype, out, started, options.overrides,
-                      {**calibration, "final_batch": _final_batch(trainer)})
+                directory.clear()
+                settings = "".join(f"# run with --set {key}={value!r}\n" for key, value in options.overrides.items())
+                write_text(out / "problem.toml", settings + Path(problem_path).read_text(encoding="utf-8"))
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            echo(f"{spec.name}: {assembly.terms[0].rule.size:,} quadrature points, batch {_batch_text(spec, assembly)}, "
+                 f"{sum(p.numel() for p in assembly.field.parameters()):,} parameters, {device}, "
+                 f"phases {' + '.join(f'{p.optimizer} ({p.dtype})' for p in spec.train.phases)}")
+            try:
+                result = trainer.run()
+            except TrainingDiverged:
+                if group.is_root:
+                    write_csv(out / "history.csv", trainer.history)
+                raise
+        if group.is_root:
+            write_csv(out / "history.csv", result.history)
+        if result.status == "interrupted":
+            number = observer.signal or signal.SIGINT  # a rank that did not get the signal stops as agreed
+            echo(f"interrupted by {signal.Signals(number).name} at step {trainer.step}: checkpoint saved to "
+                 f"{out / 'checkpoint.pt'}; continue with --resume")
+            return {"status": "interrupted", "signal": int(number)}
+        batch = assembly.terms[0].batch
+        calibration.update(world_size=group.size, global_batch=batch * group.size, compression=group.compression,
+                           communicated_bytes=group.bytes_sent,
+                           communicated_bytes_per_step=round(group.bytes_sent / max(1, sum(result.steps.values()))))
+        summary = _finish(spec, assembly, result, trainer.dtype, out, started, options.overrides,
+                          {**calibration, "final_batch": _final_batch(trainer)})
     if group.is_root:
         echo(_one_line(summary, out))
     return summary
@@ -225,8 +258,7 @@ def _finish(spec: ProblemSpec, assembly: Assembly, result: TrainResult, dtype: t
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "dtype": str(dtype).removeprefix("torch."),
         "quadrature_points": assembly.terms[0].rule.size,
-        "batch": spec.train.batch,
-        "sampling": spec.train.sampling,
+        "batch": spec.train.batch if spec.train.batch == "auto" else assembly.terms[0].batch,
         "evaluation_points": rule.size,
         "parameters": sum(p.numel() for p in assembly.field.parameters()),
         "derivatives": spec.model.derivatives,

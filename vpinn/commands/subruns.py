@@ -1,7 +1,8 @@
 """Solves in fresh processes, for the commands that compare settings under one wall-time budget
 (``compare``, ``batches``) or across process counts (``scale``): each setting is ``solve`` with
 ``--set`` overrides (and ``--max-time``), so no setting inherits another's warm caches, allocator
-state or memory peak; ``nproc > 1`` starts it under ``torchrun``."""
+state or memory peak; ``nproc > 1`` starts it under ``torchrun``.  ``--overwrite``: each setting's
+directory belongs to the comparison, and a rerun replaces it."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def run_solve(problem: str, overrides: dict, out: Path, budget: float | None, de
     arguments = [item for key, value in overrides.items() for item in ("--set", f"{key}={inline(value)}")]
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] \
         if nproc > 1 else [sys.executable]
-    command = [*launcher, "-m", "vpinn.commands", "solve", problem, "--quiet", "--out", str(out),
+    command = [*launcher, "-m", "vpinn.commands", "solve", problem, "--quiet", "--overwrite", "--out", str(out),
                *(["--max-time", repr(budget)] if budget else []), *(["--device", device] if device else []), *arguments]
     environment = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
     done = subprocess.run(command, capture_output=True, text=True, env=environment)

@@ -10,6 +10,7 @@ hexahedra, so ParaView opens the files as an unstructured grid with point data.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import meshio
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from vpinn.atomic import atomic_path
+from vpinn.errors import VpinnWarning
 from vpinn.geometry.maps import ParameterMap
 from vpinn.physics.base import Physics, Trial
 
@@ -63,7 +65,12 @@ def evaluate_fields(physics: Physics, trial: Trial, points: np.ndarray, chunk: i
 
 def write_grid(path: str | Path, points: np.ndarray, shape: tuple[int, int, int],
                fields: dict[str, np.ndarray], file_format: str = "vtu") -> None:
-    """Write the grid and its point fields with meshio, atomically."""
+    """Write the grid and its point fields with meshio, atomically; warns (one line) about values
+    that are NaN or infinite, which a viewer would show without comment."""
+    bad = {name: int(np.count_nonzero(~np.isfinite(values))) for name, values in fields.items()}
+    if any(bad.values()):
+        counts = ", ".join(f"{count:,} of {fields[name].size:,} values of {name}" for name, count in bad.items() if count)
+        warnings.warn(f"{path}: {counts} are NaN or infinite", VpinnWarning, stacklevel=2)
     mesh = meshio.Mesh(points, [("hexahedron", hexahedra(shape))], point_data=fields)
     with atomic_path(path) as temporary:
         if file_format == "xdmf":

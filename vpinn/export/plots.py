@@ -92,7 +92,10 @@ def plot_errors(path: str | Path, rows: Sequence[dict]) -> None:
     axes.set_xlabel("step")
     axes.set_ylabel("relative error")
     axes.grid(True, which="both", alpha=0.3)
-    axes.legend()
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend()
+    else:  # no evaluation yet (e.g. steps = 0)
+        axes.text(0.5, 0.5, "no errors recorded", transform=axes.transAxes, ha="center", va="center")
     _save(figure, path)
 
 

@@ -7,7 +7,10 @@ Every mistake becomes one :class:`~vpinn.errors.ProblemFileError` of the form
 from __future__ import annotations
 
 import copy
+import math
+import os
 import re
+import sys
 import tomllib
 import warnings
 from pathlib import Path
@@ -18,7 +21,11 @@ from vpinn.errors import ProblemFileError, SpecError, VpinnWarning
 from vpinn.expressions import BUILTIN_CONSTANTS, FUNCTIONS, VARIABLES
 from vpinn.problem import schema
 from vpinn.problem.locate import locate
-from vpinn.problem.spec import SHORT_FORM, VALUE_CONDITIONS, ProblemSpec, TrainSpec
+from vpinn.problem.spec import (LOAD_CONDITIONS, MAX_BYTES, MAX_RULE_POINTS, SHORT_FORM, VALUE_CONDITIONS, ProblemSpec,
+                                TrainSpec)
+
+#: the reason given for arrays or tables nested too deeply to read (Python's recursion limit)
+NESTING = "arrays or tables are nested too deeply (a problem file needs at most a few levels)"
 
 #: Poisson's ratio above which loading warns about volumetric locking
 LOCKING_NU = 0.45
@@ -48,6 +55,10 @@ def parse_problem(text: str, source: str = "<problem>", overrides: dict[str, obj
         where = re.search(r"\(at line (\d+), column \d+\)", str(err))
         reason = f"not valid TOML: {err}"
         raise ProblemFileError(source, reason, line=int(where.group(1)) if where else None) from None
+    except ValueError:  # Python refuses to read an integer of more than 4,300 digits
+        raise ProblemFileError(source, f"not valid TOML: an integer of more than {sys.get_int_max_str_digits()} digits") from None
+    except RecursionError:
+        raise ProblemFileError(source, NESTING) from None
     try:
         for key, value in (overrides or {}).items():
             _set_dotted(data, key, copy.deepcopy(value))  # later overrides must not edit the caller's values
@@ -57,6 +68,8 @@ def parse_problem(text: str, source: str = "<problem>", overrides: dict[str, obj
         check_consistency(spec)
     except SpecError as err:
         raise in_file(err, source, text) from None
+    except RecursionError:  # a value nested hundreds deep (in the file or a --set) that TOML still read
+        raise ProblemFileError(source, NESTING) from None
     return spec
 
 
@@ -135,6 +148,50 @@ def check_consistency(spec: ProblemSpec) -> None:
             )
     _check_roller_lifts(spec)
     _check_schedule(spec)
+    _check_boundary_rule(spec)
+    _check_grid(spec)
+
+
+def _check_boundary_rule(spec: ProblemSpec) -> None:
+    """A Neumann or traction entry's boundary rule (one face rule per face) stays enumerable."""
+    per_face = spec.quadrature.boundary.size
+    for i, bc in enumerate(spec.bc):
+        faces = len(bc.faces_on(spec.domain))
+        if bc.type in LOAD_CONDITIONS and faces * per_face > MAX_RULE_POINTS:
+            raise SpecError("quadrature.boundary.cells", f"bc[{i}]'s boundary rule would have {faces * per_face:.3e} points "
+                                                         f"({faces} faces); at most 2^62 = {MAX_RULE_POINTS:.3e}")
+
+
+def grid_bytes(grid: tuple[int, int, int], components: int) -> int:
+    """About how much memory exporting ``output.grid`` takes: per node its coordinates and fields
+    (at most 8 numbers per solution component: value, exact value, error, gradient or strain
+    and stress), per hexahedron 8 node numbers; all 8 bytes each."""
+    nodes, cells = math.prod(grid), math.prod(n - 1 for n in grid)
+    return 8 * (nodes * (3 + 8 * components) + 8 * cells)
+
+
+def _check_grid(spec: ProblemSpec) -> None:
+    """The export at the end of a run must fit in this machine's memory: refuse it now, not after training."""
+    needed, available = grid_bytes(spec.output.grid, spec.pde.components), physical_memory()
+    if needed > available:
+        shape = " x ".join(map(str, spec.output.grid))
+        raise SpecError("output.grid", f"a {shape} grid needs about {_size(needed)} to export, more than this "
+                                       f"machine's {_size(available)} of memory; use fewer nodes")
+
+
+def _size(count: int) -> str:
+    """``count`` bytes in binary units, e.g. ``138.3 TiB``."""
+    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+    power = min(len(units) - 1, max(0, (count.bit_length() - 1) // 10))
+    return f"{count / 2**(10 * power):.1f} {units[power]}"
+
+
+def physical_memory() -> int:
+    """This machine's memory in bytes (2^64 where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return MAX_BYTES
 
 
 def _check_schedule(spec: ProblemSpec) -> None:
@@ -196,6 +253,8 @@ def _check_exact(spec: ProblemSpec) -> None:
 def _check_faces(spec: ProblemSpec, i: int, bc) -> None:
     """Face names exist on the domain; rollers sit on planes normal to an axis."""
     domain = spec.domain
+    if not bc.on:
+        raise SpecError(f"bc[{i}].on", 'must name at least one face (or "all")')
     for j, face in enumerate(bc.on):
         if face != "all" and face not in domain.faces:
             raise SpecError(f"bc[{i}].on[{j}]", f"unknown face '{face}' of the {domain.type}{schema.suggest(face, domain.faces)} "

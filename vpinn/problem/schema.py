@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import reprlib
 import types
 import typing
 from typing import Any, Literal, Mapping
@@ -57,6 +58,25 @@ def _describe(tp: Any) -> str:
     return str(tp)
 
 
+class _Short(reprlib.Repr):
+    """Short reprs; an integer too long to print whole is shown by its size."""
+
+    def __init__(self):
+        super().__init__()
+        self.maxlevel, self.maxlist, self.maxdict, self.maxstring = 2, 4, 4, 60
+
+    def repr_int(self, value: int, level: int) -> str:
+        return repr(value) if value.bit_length() <= 128 else f"an integer of about {value.bit_length() * 0.30103:.0f} digits"
+
+
+_SHORT = _Short()
+
+
+def shown(value: Any) -> str:
+    """``repr(value)`` cut short (nested lists, long strings, huge integers), for one-line messages."""
+    return _SHORT.repr(value)
+
+
 def suggest(word: str, choices: typing.Iterable[str]) -> str:
     close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
@@ -75,7 +95,7 @@ def _convert(tp: Any, value: Any, key: str, constants: Mapping[str, float]) -> A
     if origin is Literal:
         choices = typing.get_args(tp)
         if value not in choices or isinstance(value, bool) != isinstance(choices[0], bool):
-            raise SpecError(key, f"must be {_describe(tp)}, not {value!r}{suggest(value, choices)}")
+            raise SpecError(key, f"must be {_describe(tp)}, not {shown(value)}{suggest(value, choices)}")
         return value
     if origin is tuple:
         return _convert_tuple(typing.get_args(tp), value, key, constants)
@@ -83,7 +103,7 @@ def _convert(tp: Any, value: Any, key: str, constants: Mapping[str, float]) -> A
         return _convert_numbers(value, key)
     if tp is Expression:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise SpecError(key, f"must be {_describe(tp)}, not {value!r}")
+            raise SpecError(key, f"must be {_describe(tp)}, not {shown(value)}")
         try:
             return parse_expression(str(value), constants)
         except ExpressionError as err:
@@ -94,7 +114,7 @@ def _convert(tp: Any, value: Any, key: str, constants: Mapping[str, float]) -> A
 def _convert_numbers(value: Any, key: str) -> dict[str, float]:
     """A table of named numbers, e.g. ``[constants]``."""
     if not isinstance(value, dict):
-        raise SpecError(key, f"must be a table, not {value!r}")
+        raise SpecError(key, f"must be a table, not {shown(value)}")
     prefix = f"{key}." if key else ""
     for name in value:
         if not name.isidentifier():
@@ -105,20 +125,20 @@ def _convert_numbers(value: Any, key: str) -> dict[str, float]:
 def _convert_scalar(tp: type, value: Any, key: str) -> Any:
     if tp is bool:
         if not isinstance(value, bool):
-            raise SpecError(key, f"must be true or false, not {value!r}")
+            raise SpecError(key, f"must be true or false, not {shown(value)}")
         return value
     if tp is str:
         if not isinstance(value, str):
-            raise SpecError(key, f"must be a string, not {value!r}")
+            raise SpecError(key, f"must be a string, not {shown(value)}")
         return value
     if tp in (int, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise SpecError(key, f"must be {_describe(tp)}, not {value!r}")
+            raise SpecError(key, f"must be {_describe(tp)}, not {shown(value)}")
         if not math.isfinite(value):
-            raise SpecError(key, f"must be finite, not {value!r}")
+            raise SpecError(key, f"must be finite, not {shown(value)}")
         if tp is int:
             if value != int(value):
-                raise SpecError(key, f"must be an integer, not {value!r}")
+                raise SpecError(key, f"must be an integer, not {shown(value)}")
             return int(value)
         return float(value)
     raise TypeError(f"schema type {tp!r} is not supported")  # a bug in spec.py, not a user error
@@ -128,7 +148,7 @@ def _convert_tuple(args: tuple, value: Any, key: str, constants: Mapping[str, fl
     if not isinstance(value, list):
         value = [value] if args[-1] is Ellipsis and not isinstance(value, dict) else value
     if not isinstance(value, list):
-        raise SpecError(key, f"must be a list, not {value!r}")
+        raise SpecError(key, f"must be a list, not {shown(value)}")
     if args[-1] is Ellipsis:
         item_types = [args[0]] * len(value)
     else:
@@ -161,15 +181,15 @@ def _convert_tagged(tables: list[type], value: Any, key: str, constants: Mapping
     """A union of tables told apart by their first field (``type``, or ``optimizer`` for a
     training phase), a ``Literal`` naming each class."""
     if not isinstance(value, dict):
-        raise SpecError(key, f"must be a table, not {value!r}")
+        raise SpecError(key, f"must be a table, not {shown(value)}")
     tag_key = dataclasses.fields(tables[0])[0].name
     by_tag = {tag: t for t in tables for tag in typing.get_args(typing.get_type_hints(t)[tag_key])}
     default = dataclasses.fields(tables[0])[0].default
     if tag_key not in value and default is dataclasses.MISSING:
         raise SpecError(f"{key}.{tag_key}", f"required key is missing (one of {', '.join(map(repr, by_tag))})")
     tag = value.get(tag_key, default)
-    if tag not in by_tag:
-        raise SpecError(f"{key}.{tag_key}", f"must be one of {', '.join(map(repr, by_tag))}, not {tag!r}{suggest(tag, by_tag)}")
+    if not isinstance(tag, str) or tag not in by_tag:
+        raise SpecError(f"{key}.{tag_key}", f"must be one of {', '.join(map(repr, by_tag))}, not {shown(tag)}{suggest(tag, by_tag)}")
     return _build_dataclass(by_tag[tag], value, key, constants)
 
 
@@ -177,7 +197,7 @@ def _build_dataclass(cls: type, value: Any, key: str, constants: Mapping[str, fl
     """``cls`` from the table ``value``; keys it leaves out come from ``base`` (the field's own
     default table, e.g. ``[quadrature.evaluation]``'s) if given, else from ``cls``'s defaults."""
     if not isinstance(value, dict):
-        raise SpecError(key, f"must be a table, not {value!r}")
+        raise SpecError(key, f"must be a table, not {shown(value)}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     prefix = f"{key}." if key else ""

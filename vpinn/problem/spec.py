@@ -9,6 +9,7 @@ live in :mod:`vpinn.problem.loader`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,11 +22,25 @@ from vpinn.geometry import Box, SphereOctant
 #: boundary conditions that prescribe the solution's value through the lift ``g`` of the ansatz
 #: ``u = g + d*N``; all entries of these types in one problem share one expression for ``g``
 VALUE_CONDITIONS: frozenset[str] = frozenset({"dirichlet", "clamp"})
+#: boundary conditions that add a boundary term to the energy, integrated by a boundary rule
+LOAD_CONDITIONS: frozenset[str] = frozenset({"neumann", "traction"})
 
 
 #: ``train.batch`` where the file leaves it out: on CUDA a step costs about the same for every
 #: b <= 1e5 (kernel launches; H200: ~5 ms), so the default batch is large there
 DEFAULT_BATCH = {"cpu": 8192, "cuda": 131072}
+#: the largest memory size a problem file may name (2^64 bytes)
+MAX_BYTES = 2**64
+#: the most points a rule may have: the sampler sweeps int64 positions below 2^ceil(log2 N)
+MAX_RULE_POINTS = 2**62
+#: the most points a Sobol rule may have (30-bit digits)
+MAX_SOBOL_POINTS = 2**30
+#: seeds are non-negative 63-bit integers (torch, numpy and the sampler's hash all take them)
+MAX_SEED = 2**63 - 1
+#: a problem name's limit: it names the results directory (255 bytes on common file systems)
+MAX_NAME_BYTES = 255
+#: bounds on the network's sizes, and on its parameter count (2^30: 4 GiB of float32 weights)
+MAX_WIDTH, MAX_DEPTH, MAX_FEATURES, MAX_PARAMETERS = 2**16, 1000, 2**16, 2**30
 
 _BYTE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
                "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
@@ -36,7 +51,10 @@ def parse_bytes(text: str) -> int:
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*", text)
     if not match or match.group(2).lower() not in _BYTE_UNITS:
         raise ValueError(f"{text!r} is not a size such as 2GiB, 512MiB or 1.5GB")
-    return int(float(match.group(1)) * _BYTE_UNITS[match.group(2).lower()])
+    value = float(match.group(1)) * _BYTE_UNITS[match.group(2).lower()]
+    if not value <= MAX_BYTES:
+        raise ValueError(f"{text!r} is more than any machine has (at most 2^64 bytes, 16 EiB)")
+    return int(value)
 
 
 def _positive(key: str, value: float) -> None:
@@ -47,6 +65,16 @@ def _positive(key: str, value: float) -> None:
 def _at_least(minimum: int, key: str, value: int) -> None:
     if value < minimum:
         raise SpecError(key, f"must be at least {minimum}, not {value}")
+
+
+def _at_most(maximum: int, key: str, value: int, why: str) -> None:
+    if value > maximum:
+        raise SpecError(key, f"must be at most {maximum:,} ({why}), not {value:,}")
+
+
+def _seed(key: str, value: int) -> None:
+    if not 0 <= value <= MAX_SEED:
+        raise SpecError(key, f"must be between 0 and 2^63 - 1, not {value}")
 
 
 @dataclass(frozen=True)
@@ -262,6 +290,17 @@ class RuleSpec:
         for i, n in enumerate(self.cells):
             _at_least(1, f"cells[{i}]", n)
         _at_least(1, "points", self.points)
+        _seed("seed", self.seed)
+        if self.rule == "sobol":
+            _at_most(MAX_SOBOL_POINTS, "points", self.points, "2^30: Sobol digits have 30 bits")
+        elif self.size > MAX_RULE_POINTS:
+            raise SpecError("cells", f"the rule would have {self.size:.3e} points (cells x order^{len(self.cells)}); "
+                                     f"at most 2^62 = {MAX_RULE_POINTS:.3e}")
+
+    @property
+    def size(self) -> int:
+        """The rule's number of points."""
+        return self.points if self.rule == "sobol" else math.prod(self.cells) * self.order ** len(self.cells)
 
 
 @dataclass(frozen=True)
@@ -324,6 +363,14 @@ class ModelSpec:
         _at_least(1, "depth", self.depth)
         if self.fourier_features < 0:
             raise SpecError("fourier_features", f"must be 0 (off) or positive, not {self.fourier_features}")
+        _at_most(MAX_WIDTH, "width", self.width, "2^16 units per layer")
+        _at_most(MAX_DEPTH, "depth", self.depth, "hidden layers")
+        _at_most(MAX_FEATURES, "fourier_features", self.fourier_features, "2^16 features")
+        inputs = 4 + 2 * self.fourier_features  # x, y, z, a domain coordinate, sin and cos features
+        weights = inputs * self.width + (self.depth - 1) * self.width**2 + 3 * self.width
+        if weights > MAX_PARAMETERS:
+            raise SpecError("width", f"the network would have about {weights:.3e} parameters (width^2 x depth); "
+                                     f"at most 2^30 = {MAX_PARAMETERS:.3e}")
         _positive("fourier_scale", self.fourier_scale)
         _positive("output_scale", self.output_scale)
 
@@ -573,6 +620,7 @@ class TrainSpec:
         _check_clip(self.clip)
         if self.max_time < 0:
             raise SpecError("max_time", f"must be 0 (no limit) or positive seconds, not {self.max_time}")
+        _seed("seed", self.seed)
         if self.memory_limit:
             try:
                 _positive("memory_limit", parse_bytes(self.memory_limit))
@@ -646,7 +694,10 @@ class ProblemSpec:
     def __post_init__(self) -> None:
         if not self.name or not all(c.isalnum() or c in "-_." for c in self.name) or set(self.name) == {"."}:
             raise SpecError("name", f"must be a non-empty file-name-safe string (letters, digits, - _ .), not {self.name!r}")
+        if len(self.name.encode()) > MAX_NAME_BYTES:
+            raise SpecError("name", f"must be at most {MAX_NAME_BYTES} bytes long (it names the results directory), "
+                                    f"not {len(self.name.encode())}")
 
     def output_path(self, override: str | None = None) -> Path:
         """Where results go: ``override`` (``--out``), else ``[output] directory``, else ``results/<name>``."""
-        return Path(override or self.output.directory or Path("results") / self.name)
+        return Path(override or self.output.directory or Path("results") / self.name).expanduser()

@@ -10,6 +10,9 @@ vice versa.
 
 from __future__ import annotations
 
+import io
+import pickle
+import warnings
 from pathlib import Path
 
 import torch
@@ -25,9 +28,14 @@ class CheckpointError(VpinnError):
 
 
 def save_checkpoint(path: str | Path, state: dict) -> None:
-    """Write ``state`` to ``path`` atomically (the previous checkpoint survives a failed write)."""
+    """Write ``state`` to ``path`` atomically (the previous checkpoint survives a failed write).
+
+    The state is serialised in memory first and written as plain bytes, so that a full disk is
+    an ``OSError`` naming the path (torch's own writer turns it into a bare RuntimeError)."""
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, **state}, buffer)
     with atomic_path(path) as temporary:
-        torch.save({"format": FORMAT, **state}, temporary)
+        temporary.write_bytes(buffer.getbuffer())
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -36,7 +44,14 @@ def load_checkpoint(path: str | Path) -> dict:
     if not path.exists():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickles in several lines before refusing them
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # torch's message would suggest weights_only=False: never do that here
+        raise CheckpointError(f"{path} holds Python objects other than tensors and plain data; "
+                              "it is not a vpinn checkpoint and is not unpickled") from None
+    except OSError as err:
+        raise CheckpointError(f"{path} cannot be read ({err.strerror or err})") from None
     except Exception as err:  # a truncated or foreign file: say which, without a traceback
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise CheckpointError(f"{path} is not a readable checkpoint ({type(err).__name__}: {first})") from None
@@ -47,7 +62,8 @@ def load_checkpoint(path: str | Path) -> dict:
 
 def check_fingerprint(state: dict, fingerprint: dict[str, str], path: str | Path) -> None:
     """Refuse a checkpoint whose problem differs from this one, naming the first section that does."""
-    saved = state.get("fingerprint", {})
+    saved = state.get("fingerprint")
+    saved = saved if isinstance(saved, dict) else {}
     for section, digest in fingerprint.items():
         if saved.get(section) != digest:
             raise CheckpointError(f"{path} was written for a problem with a different {section}; "

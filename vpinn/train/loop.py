@@ -206,3 +206,4 @@ class Trainer:
         self.current, self.done = min(int(state["current"]), len(self.phases) - 1), [int(n) for n in state["done"]]
         self.history, self.seconds_before = list(state["history"]), float(state["seconds"])
         self.phase_seconds = [float(t) for t in state["phase_seconds"]]
+        self.saved_once = True  # the checkpoint this state came from is this run's, and it is kept
