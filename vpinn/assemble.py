@@ -31,7 +31,7 @@ from vpinn.geometry import Box, Domain, SphereOctant
 from vpinn.geometry.maps import ParameterMap
 from vpinn.physics import elasticity, poisson
 from vpinn.physics.base import Physics, Term, is_zero, on_volume_rule
-from vpinn.problem.spec import DomainSpec, ProblemSpec, RuleSpec, optimizer_options
+from vpinn.problem.spec import DEFAULT_BATCH, DomainSpec, ProblemSpec, RuleSpec, optimizer_options
 from vpinn.quadrature import ConcatRule, GaussRule, MappedRule, QuadratureRule, SobolRule
 from vpinn.sampling import Sampler, make_sampler
 from vpinn.train import OPTIMIZERS, Observer, Phase, Trainer, TrainingProblem
@@ -117,11 +117,13 @@ def assemble(spec: ProblemSpec, device: torch.device, group: Group = LOCAL) -> A
 def capped(key: str, section: object, name: str, size: int) -> int:
     """The batch ``section.name``, or the ``size`` of its rule if it is larger: a batch beyond
     the rule would only repeat its points, and the sampler's work grows with the batch.  A value
-    the file set (not the schema's default) gets a one-line note, named ``key``."""
+    the file set (not the schema's default, nor the device's default batch) gets a one-line
+    note, named ``key``."""
     batch = getattr(section, name)
     if batch <= size:
         return batch
-    if batch != next(f.default for f in dataclasses.fields(section) if f.name == name):
+    default = next(f.default for f in dataclasses.fields(section) if f.name == name)
+    if batch not in (set(DEFAULT_BATCH.values()) if default is None else {default}):
         warnings.warn(f"{key} = {batch:,} is larger than its rule of {size:,} points: capped to {size:,}", VpinnWarning,
                       stacklevel=3)
     return size
