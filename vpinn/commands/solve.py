@@ -25,8 +25,8 @@ from vpinn.commands.arguments import add_common_arguments, default_problem, devi
 from vpinn.commands.terminal import TerminalObserver
 from vpinn.errors import TrainingDiverged, VpinnError
 from vpinn.evaluate import energy, relative_errors
-from vpinn.export import (PROFILE_POINTS, evaluate_fields, grid_points, plot_errors, plot_loss, plot_slice, write_csv,
-                          write_grid, write_json, write_profile)
+from vpinn.export import (PROFILE_POINTS, evaluate_fields, plot_errors, plot_loss, plot_slice, solution_cells, write_csv,
+                          write_fields, write_json, write_profile)
 from vpinn.measurement.budget import fit_batch
 from vpinn.measurement.memory import keep_freed_memory, peak_memory_bytes
 from vpinn.physics.base import on_volume_rule
@@ -99,7 +99,8 @@ def solve(problem_path: str | Path, options: SolveOptions = SolveOptions(), echo
     out.mkdir(parents=True, exist_ok=True)
     settings = "".join(f"# run with --set {key}={value!r}\n" for key, value in options.overrides.items())
     write_text(out / "problem.toml", settings + Path(problem_path).read_text(encoding="utf-8"))
-    extra = {"fingerprint": fingerprint(spec), "sizes": {"batch": spec.train.batch, "chunk": spec.train.chunk}}
+    extra = {"fingerprint": fingerprint(spec), "sizes": {"batch": spec.train.batch, "chunk": spec.train.chunk},
+             "problem_file": str(Path(problem_path).resolve())}  # vpinn.load resolves mesh files against it
     with TerminalObserver(options.progress) as observer:
         trainer = build_trainer(spec, assembly, save=lambda s: save_checkpoint(out / "checkpoint.pt", {**s, **extra}),
                                 max_time=options.max_time, observer=observer)
@@ -134,13 +135,14 @@ def _finish(spec: ProblemSpec, assembly: Assembly, result: TrainResult, dtype: t
     errors = relative_errors(physics, trial, rule, chunk, device, dtype) if physics.exact else {}
     exact_energy = energy(on_volume_rule(assembly.terms, rule), physics.exact, chunk, device, dtype) if physics.exact else None
     shape = spec.output.grid
-    points = grid_points(assembly.domain.volume_map(), shape)
+    points, cells = solution_cells(assembly.domain, shape)
     fields = evaluate_fields(physics, trial, points, chunk, device, dtype)
     for file_format in spec.output.formats:
-        write_grid(out / f"solution.{file_format}", points, shape, fields, file_format)
+        write_fields(out / f"solution.{file_format}", points, cells, fields, file_format)
     plot_loss(out / "loss.png", result.history, exact_energy)
     plot_errors(out / "error.png", result.history)
-    plot_slice(out / "solution.png", points, fields, shape, physics.primary)
+    if cells[0][0] == "hexahedron":  # a slice of the grid; a mesh has no grid to slice
+        plot_slice(out / "solution.png", points, fields, shape, physics.primary)
     write_profile(out, physics, trial, assembly.domain.profile(PROFILE_POINTS), device, dtype)
     summary = {
         "problem": spec.name,

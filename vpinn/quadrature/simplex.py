@@ -18,7 +18,6 @@ nothing of the rule's size is stored beyond the mesh's vertex and element tables
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch
@@ -134,8 +133,25 @@ def simplex_measure(corners: torch.Tensor) -> torch.Tensor:
     return torch.linalg.cross(edges[:, 0], edges[:, 1]).norm(dim=1) / 2
 
 
+def refined_table(nodes: np.ndarray, weights: np.ndarray, children: np.ndarray, refine: int) -> tuple[np.ndarray, np.ndarray]:
+    """The table's nodes in every child after ``refine`` levels, in barycentric coordinates of
+    the parent: (children^refine * q, k) and weights (children^refine * q,) summing to 1.
+
+    Row ``c * q + n`` is node n of child c, whose base-2^d digits (the last the coarsest level)
+    choose the child at each level."""
+    composite = np.eye(children.shape[1])[None]
+    for _ in range(refine):  # prepend a finer level: child = children[digit] @ parent's child
+        composite = np.einsum("cij,pjk->pcik", children, composite).reshape(-1, *children.shape[1:])
+    return (np.einsum("nk,ckj->cnj", nodes, composite).reshape(-1, children.shape[1]),
+            np.tile(weights, len(composite)) / len(composite))
+
+
 class SimplexMeshRule(QuadratureRule):
     """A simplex table on every element of a mesh, each element refined ``refine`` times.
+
+    The nodes of all children of one element are tabulated once (``2^(d refine) q`` rows of
+    barycentric coordinates, independent of the mesh), so a batch costs one gather of its
+    elements' corners and one weighted sum.
 
     Parameters
     ----------
@@ -146,7 +162,7 @@ class SimplexMeshRule(QuadratureRule):
     degree:
         Polynomial degree of the table (1..5).
     refine:
-        Levels of refinement into 8 (tetrahedra) or 4 (triangles) equal children.
+        Levels of refinement into 8 (tetrahedra) or 4 (triangles) equal children (at most 5).
     normals:
         For triangles, the outward unit normal of each element (E, 3); points of the rule then
         carry them (boundary rules).
@@ -154,19 +170,22 @@ class SimplexMeshRule(QuadratureRule):
 
     def __init__(self, vertices: np.ndarray, elements: np.ndarray, degree: int, refine: int = 0,
                  normals: np.ndarray | None = None):
+        if not 0 <= refine <= 5:
+            raise ValueError(f"refine must be between 0 and 5, not {refine}")
         corners = elements.shape[1]
         nodes, weights = (tetrahedron_table if corners == 4 else triangle_table)(degree)
-        self.children = (TETRA_CHILDREN if corners == 4 else TRIANGLE_CHILDREN)
+        nodes, weights = refined_table(nodes, weights, TETRA_CHILDREN if corners == 4 else TRIANGLE_CHILDREN, refine)
+        vertices, elements = np.asarray(vertices, np.float64), np.asarray(elements, np.int64)
         self.refine, self.degree = int(refine), int(degree)
-        self._host = {"vertices": np.asarray(vertices, np.float64), "elements": np.asarray(elements, np.int64),
-                      "nodes": nodes, "weights": weights, "children": self.children,
+        self._host = {"vertices": vertices, "elements": elements, "nodes": nodes, "weights": weights,
+                      "measures": simplex_measure(torch.as_tensor(vertices[elements])).numpy(),
                       "normals": None if normals is None else np.asarray(normals, np.float64)}
-        self.per_element = len(weights) * len(self.children) ** self.refine
+        self.per_element = len(weights)
         self.size = len(elements) * self.per_element
         self._tables: dict[tuple, dict[str, torch.Tensor]] = {}
 
     def _table(self, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-        """The mesh and table on ``device``: vertices, nodes, weights and children in ``dtype``."""
+        """The mesh and table on ``device``, in ``dtype`` (indices in int64)."""
         key = (device, dtype)
         if key not in self._tables:
             self._tables[key] = {name: None if value is None else
@@ -177,19 +196,9 @@ class SimplexMeshRule(QuadratureRule):
 
     def take(self, index: torch.Tensor, dtype: torch.dtype) -> PointBatch:
         table = self._table(index.device, dtype)
-        q = table["weights"].shape[0]
-        element, rest = index // self.per_element, index % self.per_element
-        node, child = rest % q, rest // q
+        element, local = index // self.per_element, index % self.per_element
         corners = table["vertices"][table["elements"][element]]  # (b, k, 3)
-        measure = simplex_measure(corners)
-        count = len(self.children)
-        digits = []  # one base-2^d digit per level, the last the coarsest
-        for _ in range(self.refine):
-            digits.append(child % count)
-            child = child // count
-        for digit in reversed(digits):
-            corners = table["children"][digit] @ corners
-        points = (table["nodes"][node][:, None, :] @ corners)[:, 0]
-        weights = table["weights"][node] * measure / count**self.refine
+        points = (table["nodes"][local][:, :, None] * corners).sum(1)
+        weights = table["weights"][local] * table["measures"][element]
         normals = None if table["normals"] is None else table["normals"][element]
         return PointBatch(points, weights, normals)
