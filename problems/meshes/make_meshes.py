@@ -6,7 +6,7 @@ Each mesh has one physical volume and named physical surfaces, which problem fil
 ``[[bc]] on = [...]``:
 
 * ``cube.msh``: the unit cube, faces ``xmin xmax ymin ymax zmin zmax`` (mesh size 1/6);
-* ``hollow_sphere.msh``: the full hollow sphere 1 <= r <= 2, faces ``inner outer`` (size 0.3);
+* ``hollow_sphere.msh``: the full hollow sphere 1 <= r <= 2, faces ``inner outer`` (size 0.45);
 * ``thick_cylinder.msh``: a quarter of the thick-walled cylinder 1 <= r <= 2, 0 <= z <= 1 with
   x, y >= 0, faces ``inner outer x0 y0 bottom top`` (size 0.2).
 
@@ -70,7 +70,7 @@ def hollow_sphere() -> None:
     for name, tags in groups.items():
         gmsh.model.addPhysicalGroup(2, tags, name=name)
     gmsh.model.addPhysicalGroup(3, [tag for _, tag in gmsh.model.getEntities(3)], name="domain")
-    _write("hollow_sphere.msh", 0.3)
+    _write("hollow_sphere.msh", 0.45)
 
 
 def thick_cylinder() -> None:

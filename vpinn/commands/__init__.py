@@ -2,7 +2,8 @@
 
 One module per subcommand (``solve`` trains a problem file and writes results; ``bench`` times
 training steps per derivative method and batch size; ``memory`` measures peak memory across
-batch sizes and rule sizes; ``compare`` runs optimisers side by side under one time budget), plus the shared argument helpers (:mod:`.arguments`) and the
+batch sizes and rule sizes; ``compare`` runs optimisers side by side under one time budget; ``export`` evaluates a checkpoint on a
+mesh, grid or points), plus the shared argument helpers (:mod:`.arguments`) and the
 terminal side of training (:mod:`.terminal`: progress bars, Ctrl-C).  This is the only layer
 that knows about terminals, signals and argument parsing.  User mistakes print one line
 (``error: ...``) and exit with status 2; Ctrl-C during training saves a checkpoint and exits
@@ -15,7 +16,7 @@ import argparse
 import sys
 import warnings
 
-from vpinn.commands import bench, compare, memory, solve
+from vpinn.commands import bench, compare, export, memory, solve
 from vpinn.errors import VpinnError, VpinnWarning
 
 #: command -> (help, module with DESCRIPTION, add_arguments and run)
@@ -24,6 +25,7 @@ COMMANDS = {
     "bench": ("time training steps across batch sizes and derivative methods", bench),
     "memory": ("peak memory across batch sizes and quadrature sizes", memory),
     "compare": ("optimisers side by side under one time budget", compare),
+    "export": ("evaluate a checkpoint on a mesh, a grid or points and write the fields", export),
 }
 
 

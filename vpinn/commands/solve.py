@@ -100,7 +100,8 @@ def solve(problem_path: str | Path, options: SolveOptions = SolveOptions(), echo
     settings = "".join(f"# run with --set {key}={value!r}\n" for key, value in options.overrides.items())
     write_text(out / "problem.toml", settings + Path(problem_path).read_text(encoding="utf-8"))
     extra = {"fingerprint": fingerprint(spec), "sizes": {"batch": spec.train.batch, "chunk": spec.train.chunk},
-             "problem_file": str(Path(problem_path).resolve())}  # vpinn.load resolves mesh files against it
+             "problem_file": str(Path(problem_path).resolve()),  # vpinn.load resolves mesh files against it
+             "overrides": dict(options.overrides)}
     with TerminalObserver(options.progress) as observer:
         trainer = build_trainer(spec, assembly, save=lambda s: save_checkpoint(out / "checkpoint.pt", {**s, **extra}),
                                 max_time=options.max_time, observer=observer)

@@ -15,7 +15,9 @@ not on the boundary.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,13 +90,7 @@ def read_mesh(path: str | Path, scale: float = 1.0, translate: tuple[float, floa
 
 @functools.lru_cache(maxsize=8)
 def _read(path: str, stamp: int, scale: float, translate: tuple[float, float, float]) -> Mesh:
-    import meshio  # imported here: meshio costs a noticeable start-up time, only mesh domains need it
-
-    try:
-        raw = meshio.read(path)
-    except Exception as err:  # meshio raises many types for foreign or broken files
-        first = (str(err).strip().splitlines() or [""])[0]
-        raise MeshError(f"{path}: meshio cannot read it ({type(err).__name__}: {first})") from None
+    raw = read_quietly(path, MeshError)
     types = [block.type for block in raw.cells]
     others = sorted({t for t in types if t in OTHER_VOLUME_CELLS})
     if "tetra" not in types:
@@ -115,6 +111,20 @@ def _read(path: str, stamp: int, scale: float, translate: tuple[float, float, fl
         faces = {"boundary": boundary[0]}
     return Mesh(vertices, tetrahedra, faces, {name: plane for name, tri in faces.items()
                                               if (plane := _plane(vertices, tri)) is not None})
+
+
+def read_quietly(path: str | Path, error: type[Exception]):
+    """``meshio.read(path)``, its own messages silenced and every failure (meshio raises many
+    types, and exits on a file no reader takes) turned into one line of ``error``."""
+    import meshio  # imported here: meshio costs a noticeable start-up time, only meshes need it
+
+    messages = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(messages), contextlib.redirect_stderr(messages):
+            return meshio.read(path)
+    except (Exception, SystemExit) as err:
+        first = (str(err).strip().splitlines() or [""])[0] or (messages.getvalue().strip().splitlines() or [""])[0]
+        raise error(f"{path}: meshio cannot read it ({type(err).__name__}: {first})") from None
 
 
 def _oriented(path: str, vertices: np.ndarray, tetrahedra: np.ndarray) -> np.ndarray:
@@ -205,6 +215,8 @@ def _plane(vertices: np.ndarray, triangles: np.ndarray) -> Plane | None:
         return None
     normals, areas = _triangle_normals(vertices, triangles)
     normal = (normals * areas[:, None]).sum(0)
+    if np.linalg.norm(normal) <= 1e-12 * areas.sum():  # a closed surface: no mean normal
+        return None
     normal = normal / np.linalg.norm(normal)
     diameter = float(np.linalg.norm(vertices.max(0) - vertices.min(0)))
     points = vertices[np.unique(triangles)]
