@@ -226,3 +226,14 @@ def test_problem_file_errors_name_the_key(tmp_path):
     spec_path.write_text(mesh_problem("part.msh", dirichlet.format("bottom")))
     spec = load_problem(spec_path)  # the mesh file is relative to the problem file
     assert spec.domain.file == str(path.resolve()) and spec.domain.faces == ("bottom", "lid")
+
+
+def test_plane_distance_on_an_oblique_plane():
+    from vpinn.geometry.distance import PlaneDistance
+
+    normal = (0.6, 0.8, 0.0)
+    distance = PlaneDistance(normal, 2.0, 4.0)
+    x = torch.rand(10, 3, dtype=F64)
+    value, grad = distance(x)
+    assert torch.allclose(value, (2.0 - x @ torch.tensor(normal, dtype=F64)) / 4.0, rtol=1e-15)
+    assert torch.allclose(grad, -torch.tensor(normal, dtype=F64).expand(10, 3) / 4.0)

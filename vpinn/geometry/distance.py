@@ -140,13 +140,19 @@ class TriangleDistance:
 
 class PlaneDistance:
     """``(offset - normal . x) / depth``: the exact distance to a supporting plane, scaled to 1
-    at the domain's farthest point."""
+    at the domain's farthest point (a plane normal to an axis reads that coordinate only)."""
 
     def __init__(self, normal: Sequence[float], offset: float, depth: float):
         self.normal, self.offset, self.depth = tuple(float(n) for n in normal), float(offset), float(depth)
+        self.axis = next((k for k, n in enumerate(self.normal) if abs(n) == 1.0), None)
 
     def __call__(self, points: Tensor) -> tuple[Tensor, Tensor]:
         n = self.normal
+        if self.axis is not None:
+            value = (self.offset - n[self.axis] * points[:, self.axis]) / self.depth
+            grad = torch.zeros_like(points)
+            grad[:, self.axis] = -n[self.axis] / self.depth
+            return value, grad
         value = (self.offset - (points[:, 0] * n[0] + points[:, 1] * n[1] + points[:, 2] * n[2])) / self.depth
         grad = torch.stack([torch.full_like(value, -c / self.depth) for c in n], dim=1)  # no host-to-device copy
         return value, grad
