@@ -222,6 +222,8 @@ def test_problem_file_errors_name_the_key(tmp_path):
     assert "an empty part" in str(error_of(mesh_problem(path, dirichlet.format("lid"))))
     wrong_rule = error_of(mesh_problem(path, dirichlet.format("bottom"), 'rule = "gauss"'))
     assert "quadrature.rule: a mesh domain takes rule = 'simplex', not 'gauss'" in str(wrong_rule)
+    gridded = error_of(mesh_problem(path, dirichlet.format("bottom")) + "[output]\ngrid = [5, 5, 5]\n")
+    assert "output.grid: a mesh domain writes its solution on its own mesh" in str(gridded)
     spec_path = tmp_path / "p.toml"
     spec_path.write_text(mesh_problem("part.msh", dirichlet.format("bottom")))
     spec = load_problem(spec_path)  # the mesh file is relative to the problem file

@@ -19,7 +19,7 @@ from vpinn.geometry.mesh import MeshError
 from vpinn.expressions import BUILTIN_CONSTANTS, FUNCTIONS, VARIABLES
 from vpinn.problem import schema
 from vpinn.problem.locate import locate
-from vpinn.problem.spec import BOX_RULES, MESH_RULES, SHORT_FORM, ProblemSpec, TrainSpec
+from vpinn.problem.spec import BOX_RULES, MESH_RULES, SHORT_FORM, OutputSpec, ProblemSpec, TrainSpec
 
 #: Poisson's ratio above which loading warns about volumetric locking
 LOCKING_NU = 0.45
@@ -144,8 +144,12 @@ def check_consistency(spec: ProblemSpec) -> None:
 
 
 def _check_rules(spec: ProblemSpec) -> None:
-    """A mesh takes simplex rules, a box or sphere octant Gauss or Sobol rules."""
+    """A mesh takes simplex rules, a box or sphere octant Gauss or Sobol rules; a mesh has no
+    output grid (its solution is written on the mesh)."""
     allowed = MESH_RULES if spec.domain.type == "mesh" else BOX_RULES
+    if spec.domain.type == "mesh" and spec.output.grid != OutputSpec().grid:
+        raise SpecError("output.grid", "a mesh domain writes its solution on its own mesh; for a grid, use "
+                                       "run.py export CHECKPOINT --grid N")
     for key, rule in spec.quadrature.rules().items():
         if rule.rule not in allowed:
             raise SpecError(f"quadrature.{key}", f"a {spec.domain.type} domain takes rule = "
