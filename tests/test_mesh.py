@@ -239,3 +239,18 @@ def test_plane_distance_on_an_oblique_plane():
     value, grad = distance(x)
     assert torch.allclose(value, (2.0 - x @ torch.tensor(normal, dtype=F64)) / 4.0, rtol=1e-15)
     assert torch.allclose(grad, -torch.tensor(normal, dtype=F64).expand(10, 3) / 4.0)
+
+
+def test_the_fingerprint_follows_the_mesh_contents_not_its_place(tmp_path):
+    from vpinn.assemble import fingerprint
+    from vpinn.problem import parse_problem
+
+    dirichlet = '[[bc]]\ntype = "dirichlet"\non = ["bottom"]'
+    first = tagged(tmp_path / "a.msh")
+    moved = tmp_path / "elsewhere" / "a.msh"
+    moved.parent.mkdir()
+    moved.write_bytes(first.read_bytes())
+    digest = lambda path: fingerprint(parse_problem(mesh_problem(path, dirichlet), "case.toml"))["[domain]"]  # noqa: E731
+    assert digest(first) == digest(moved)
+    edited = tagged(tmp_path / "b.msh", extra_groups=("lid",))
+    assert digest(edited) != digest(first)

@@ -160,18 +160,28 @@ def build_trainer(spec: ProblemSpec, assembly: Assembly, *, save: Callable[[dict
 
 
 def fingerprint(spec: ProblemSpec) -> dict[str, str]:
-    """A digest per part of the problem that gives a checkpoint its meaning (domain, PDE and
-    data, boundary conditions, exact solution, training rules, model, the schedule's optimisers
-    and dtypes, seed); a resumed run must match every one."""
+    """A digest per part of the problem that gives a checkpoint its meaning (domain and a mesh's
+    file contents, PDE and data, boundary conditions, exact solution, training rules, model, the
+    schedule's optimisers and dtypes, seed); a resumed run must match every one."""
     quadrature = spec.quadrature
     parts = {
-        "[constants]": sorted(spec.constants.items()), "[domain]": spec.domain, "[pde]": spec.pde, "[[bc]]": spec.bc, "[exact]": spec.exact,
+        "[constants]": sorted(spec.constants.items()), "[domain]": _domain_identity(spec.domain), "[pde]": spec.pde,
+        "[[bc]]": spec.bc, "[exact]": spec.exact,
         "training rule ([quadrature])": (quadrature.training, quadrature.boundary, quadrature.finish),
         "[model]": spec.model,
         "training schedule (optimisers and dtypes) or train.seed":
             (tuple((p.optimizer, p.dtype) for p in spec.train.phases), spec.train.seed),
     }
     return {name: hashlib.sha256(repr(value).encode()).hexdigest()[:16] for name, value in parts.items()}
+
+
+def _domain_identity(domain: DomainSpec) -> object:
+    """The domain's spec, and for a mesh also its file's contents (a digest): an edited mesh is
+    another problem, a moved one is not."""
+    if domain.type != "mesh":
+        return domain
+    with open(domain.file, "rb") as handle:
+        return (domain.type, domain.scale, domain.translate, hashlib.file_digest(handle, "sha256").hexdigest())
 
 
 # ---------------------------------------------------------------------------- physics and trial
