@@ -55,6 +55,25 @@ def test_default_export_is_the_domains_own_mesh(cylinder, capsys, tmp_path):
     assert u.shape == (5, 3) and grad_u.shape == (5, 3, 3) and np.array_equal(u, direct["displacement"][:5])
 
 
+def test_default_export_writes_the_boundary_tractions(cylinder, capsys, tmp_path):
+    """Beside the mesh, its tagged triangles with sigma n at their centroids: equal to direct
+    evaluation, and the exact traction is -p n on the cavity (to the facets' tilt) and normal on
+    the symmetry plane x = 0 (no shear there)."""
+    code, out, _ = export(capsys, cylinder, "--output", tmp_path / "own.vtu")
+    assert code == 0 and "(part 0 = bottom, 1 = inner, 2 = outer, 3 = top, 4 = x0, 5 = y0)" in out
+    surface = meshio.read(tmp_path / "own_boundary.vtu")
+    triangles = surface.cells_dict["triangle"]
+    data = {name: values[0] for name, values in surface.cell_data.items()}
+    assert data["traction"].shape == data["traction_exact"].shape == data["normal"].shape == (len(triangles), 3)
+    centroids = surface.points[triangles].mean(1)
+    direct = vpinn.load(cylinder).boundary_fields(centroids, data["normal"])
+    assert np.array_equal(direct["traction"], data["traction"])
+    inner, x0 = data["part"] == 1, data["part"] == 4
+    pressure = -(data["traction_exact"][inner] * data["normal"][inner]).sum(1)
+    assert np.allclose(pressure, 1.0, rtol=0.05)
+    assert np.abs(data["traction_exact"][x0][:, 1:]).max() < 1e-12
+
+
 def test_points_csv_grid_npz_and_xdmf_round_trips(cylinder, capsys, tmp_path):
     points = np.array([[1.2, 0.3, 0.5], [0.1, 1.5, 0.2], [1.0, 1.0, 0.9]])
     csv = tmp_path / "points.csv"

@@ -76,6 +76,24 @@ class Solution:
                                self.device, self.dtype)
 
 
+    def boundary_fields(self, points, normals) -> dict[str, np.ndarray]:
+        """The physics' boundary fields at ``points`` (n, 3) with outward unit ``normals`` (n, 3):
+        Poisson ``flux`` = k grad u . n (n,), elasticity ``traction`` = sigma n (n, 3); with an
+        exact solution also ``<name>_exact``."""
+        physics, x, n = self.assembly.physics, self._tensor(points), self._tensor(normals)
+        pieces: dict[str, list[np.ndarray]] = {}
+        with torch.no_grad():
+            for start in range(0, len(x), self.chunk):
+                part = slice(start, start + self.chunk)
+                xs, ns = x[part].to(self.device, self.dtype), n[part].to(self.device, self.dtype)
+                fields = physics.boundary_fields(xs, *self.assembly.trial(xs), ns)
+                if physics.exact is not None:
+                    fields.update({f"{k}_exact": v for k, v in physics.boundary_fields(xs, *physics.exact(xs), ns).items()})
+                for name, value in fields.items():
+                    pieces.setdefault(name, []).append(value.double().cpu().numpy())
+        return {name: np.concatenate(parts) for name, parts in pieces.items()}
+
+
 def load(checkpoint: str | Path, device: str | torch.device = "cpu", chunk: int = 65536) -> Solution:
     """The solution saved in ``checkpoint`` (a ``checkpoint.pt`` written by ``run.py solve``)."""
     path = Path(checkpoint)

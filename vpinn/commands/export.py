@@ -6,8 +6,9 @@
 Where: ``--mesh`` any file meshio reads (its points and cells are kept), ``--grid N`` a grid of
 N nodes per direction on the domain's parameter cube (a mesh domain: on its bounding box, where
 points outside the domain show the network's extension), ``--points`` a CSV file of points
-(:mod:`vpinn.export.points`).  Without any of them, a mesh domain is written on its own mesh and
-other domains on the grid of ``[output] grid``.  The fields are those of ``vpinn.load``'s
+(:mod:`vpinn.export.points`).  Without any of them, a mesh domain is written on its own mesh (and,
+as VTU or XDMF, its tagged boundary triangles with the flux or traction at their centroids beside
+it, ``<output>_boundary.vtu``) and other domains on the grid of ``[output] grid``.  The fields are those of ``vpinn.load``'s
 :meth:`~vpinn.solution.Solution.fields` (with the exact solution, also ``<primary>_exact`` and
 ``error``), evaluated in chunks on ``--device`` (CPU by default, whatever device trained it).
 The output goes to ``--output`` or beside the checkpoint as ``export.<format>``, atomically.
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vpinn.atomic import atomic_path
 from vpinn.commands.arguments import device_name, positive_count
 from vpinn.errors import VpinnError
 from vpinn.export.grid import FORMATS, Cells, grid_points, hexahedra, solution_cells, write_fields
@@ -74,12 +76,42 @@ def _mesh(path: str) -> tuple[np.ndarray, Cells]:
     return points, [(block.type, block.data) for block in mesh.cells]
 
 
+def write_boundary(path: Path, solution: Solution, domain: MeshDomain, file_format: str) -> None:
+    """The mesh's tagged boundary triangles with cell data at their centroids: the physics'
+    boundary fields (flux or traction, with the exact ones if known), the outward ``normal`` and
+    the ``part`` (the index of the triangle's face among the mesh's faces, in the order ``run``
+    prints them)."""
+    mesh = domain.mesh
+    names = list(mesh.faces)
+    triangles = np.concatenate([mesh.faces[f] for f in names])
+    normals = np.concatenate([mesh.normals(f) for f in names])
+    part = np.concatenate([np.full(len(mesh.faces[f]), k) for k, f in enumerate(names)])
+    centroids = mesh.vertices[triangles].mean(1)
+    fields = {**solution.boundary_fields(centroids, normals), "normal": normals, "part": part}
+    import meshio
+
+    with atomic_path(path) as temporary:
+        surface = meshio.Mesh(mesh.vertices, [("triangle", triangles)],
+                              cell_data={name: [value] for name, value in fields.items()})
+        if file_format == "xdmf":
+            meshio.xdmf.write(temporary, surface, data_format="XML")
+        else:
+            meshio.write(temporary, surface, file_format=file_format)
+
+
 def run(args: argparse.Namespace) -> int:
     solution = load(args.checkpoint, device_name(args.device), args.chunk)
     points, cells = target(solution, args)
     fields = solution.fields(points)
     output = Path(args.output) if args.output else Path(args.checkpoint).parent / f"export.{args.format}"
     write_fields(output, points, cells, fields, args.format)
+    domain = solution.assembly.domain
+    if isinstance(domain, MeshDomain) and not (args.mesh or args.points or args.grid) and args.format in ("vtu", "xdmf"):
+        surface = output.with_name(f"{output.stem}_boundary{output.suffix}")
+        write_boundary(surface, solution, domain, args.format)
+        parts = ", ".join(f"{k} = {name}" for k, name in enumerate(domain.mesh.faces))
+        print(f"{solution.spec.name}: boundary fields on {sum(map(len, domain.mesh.faces.values())):,} triangles "
+              f"(part {parts}); wrote {surface}")
     errors = ""
     if "error" in fields:
         errors = f"; max |error| {np.abs(fields['error']).max():.3e}"
