@@ -29,6 +29,8 @@ from vpinn.errors import VpinnError
 #: volume cell types of meshio that vpinn does not integrate (only linear tetrahedra)
 OTHER_VOLUME_CELLS = ("tetra10", "hexahedron", "hexahedron20", "hexahedron27", "wedge", "wedge15", "pyramid",
                       "pyramid13")
+#: vertex indices of a triangle are packed into one int64 key: fewer than 2^21 vertices
+MAX_VERTICES = 2**21
 #: relative tolerance (of the mesh's diameter) of "on a plane"
 PLANE_TOLERANCE = 1e-9
 
@@ -101,6 +103,8 @@ def _read(path: str, stamp: int, scale: float, translate: tuple[float, float, fl
     vertices = np.asarray(raw.points, dtype=np.float64)
     if vertices.shape[1] != 3:
         raise MeshError(f"{path}: points have {vertices.shape[1]} coordinates, not 3")
+    if len(vertices) >= MAX_VERTICES:
+        raise MeshError(f"{path}: {len(vertices):,} vertices; at most {MAX_VERTICES - 1:,} are supported")
     vertices = vertices * scale + np.asarray(translate)
     tetrahedra = np.concatenate([b.data for b in raw.cells if b.type == "tetra"]).astype(np.int64)
     tetrahedra = _oriented(path, vertices, tetrahedra)
