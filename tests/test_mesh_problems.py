@@ -13,8 +13,9 @@ import pytest
 
 from conftest import solve_bundled
 
-#: equal steps for the box and the mesh: the file's 500 Adam steps, then 20 ENGD steps, no time limit
-EQUAL_STEPS = {"train.max_time": 0, "train.phase[1].steps": 20}
+#: equal steps for the box and the mesh: the file's 500 Adam steps, then 10 ENGD steps, no time limit
+#: (measured: relative L2 1.44e-3 on the box, 2.49e-3 on the mesh)
+EQUAL_STEPS = {"train.max_time": 0, "train.phase[1].steps": 10}
 
 
 @pytest.mark.slow
