@@ -29,7 +29,7 @@ from vpinn.commands.results import LOCK, RESULTS, STATE, ResultsDirectory
 from vpinn.commands.solve import SolveOptions, solve
 from vpinn.commands.terminal import Stopped, TerminalObserver
 from vpinn.errors import VpinnWarning
-from vpinn.export import plot_errors, plot_loss, write_grid
+from vpinn.export import hexahedra, plot_errors, plot_loss, write_fields
 from vpinn.train.checkpoint import load_checkpoint, save_checkpoint
 
 #: more nesting than Python's recursion limit lets tomllib read
@@ -351,6 +351,6 @@ def test_non_finite_values_in_a_vtu_warn_in_one_line(tmp_path):
     u = np.zeros(8)
     u[[1, 5]] = [np.nan, np.inf]
     with pytest.warns(VpinnWarning, match=r"solution.vtu: 2 of 8 values of u are NaN or infinite$"):
-        write_grid(tmp_path / "solution.vtu", points, (2, 2, 2), {"u": u, "v": np.ones(8)})
+        write_fields(tmp_path / "solution.vtu", points, [("hexahedron", hexahedra((2, 2, 2)))], {"u": u, "v": np.ones(8)})
     assert (tmp_path / "solution.vtu").exists()
 

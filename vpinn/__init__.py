@@ -17,6 +17,7 @@ _EXPORTS = {
     "ProblemSpec": "vpinn.problem", "load_problem": "vpinn.problem",
     "Assembly": "vpinn.assemble", "assemble": "vpinn.assemble", "build_trainer": "vpinn.assemble",
     "SolveOptions": "vpinn.commands.solve", "solve": "vpinn.commands.solve",
+    "Solution": "vpinn.solution", "load": "vpinn.solution",
 }
 __all__ = sorted(_EXPORTS)
 

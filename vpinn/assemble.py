@@ -27,12 +27,14 @@ from vpinn.expressions import Expression
 from vpinn.fields.ansatz import HardDirichletAnsatz
 from vpinn.fields.jacobian import JACOBIAN_METHODS
 from vpinn.fields.network import Field
+from vpinn.fields.blending import BlendedLift
 from vpinn.geometry import Box, Domain, SphereOctant
 from vpinn.geometry.maps import ParameterMap
+from vpinn.geometry.mesh_domain import MeshDomain
 from vpinn.physics import elasticity, poisson
 from vpinn.physics.base import Physics, Term, is_zero, on_volume_rule
-from vpinn.problem.spec import DEFAULT_BATCH, DomainSpec, ProblemSpec, RuleSpec, optimizer_options
-from vpinn.quadrature import ConcatRule, GaussRule, MappedRule, QuadratureRule, SobolRule
+from vpinn.problem.spec import DEFAULT_BATCH, VALUE_CONDITIONS, DomainSpec, ProblemSpec, RuleSpec, optimizer_options
+from vpinn.quadrature import ConcatRule, GaussRule, MappedRule, QuadratureRule, SimplexMeshRule, SobolRule
 from vpinn.sampling import Sampler, make_sampler
 from vpinn.train import OPTIMIZERS, Observer, Phase, Trainer, TrainingProblem
 from vpinn.train.batching import BatchPlan, fit
@@ -44,6 +46,7 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 DOMAINS: dict[str, Callable[[DomainSpec], Domain]] = {
     "box": lambda spec: Box(spec.lower, spec.upper),
     "sphere_octant": lambda spec: SphereOctant(spec.inner_radius, spec.outer_radius),
+    "mesh": lambda spec: MeshDomain(spec.mesh()),
 }
 
 
@@ -86,6 +89,31 @@ def build_rule(spec: RuleSpec, mapping: ParameterMap) -> MappedRule:
     return SobolRule(mapping, spec.points, spec.seed)
 
 
+def volume_rule(spec: RuleSpec, domain: Domain) -> QuadratureRule:
+    """The rule ``spec`` on the domain's volume: on a mesh its tetrahedra, else the volume map."""
+    if spec.rule == "simplex":
+        mesh = domain.mesh
+        return SimplexMeshRule(mesh.vertices, mesh.tetrahedra, spec.order, spec.refine)
+    return build_rule(spec, domain.volume_map())
+
+
+def face_rule(spec: RuleSpec, domain: Domain, face: str) -> QuadratureRule:
+    """The rule ``spec`` on one face: on a mesh its triangles (with outward normals), else the face map."""
+    if spec.rule == "simplex":
+        mesh = domain.mesh
+        return SimplexMeshRule(mesh.vertices, mesh.faces[face], spec.order, spec.refine, mesh.normals(face))
+    return build_rule(spec, domain.face_map(face))
+
+
+def face_samples(domain: Domain, face: str) -> torch.Tensor:
+    """Points (n, 3) float64 on a face, for checks of boundary data: 256 random points of its
+    map, or the vertices of a mesh face's triangles."""
+    if isinstance(domain, MeshDomain):
+        return torch.as_tensor(domain.mesh.vertices[domain.mesh.faces[face]].reshape(-1, 3))
+    params = torch.rand(256, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    return domain.face_map(face)(params).points
+
+
 def assemble(spec: ProblemSpec, device: torch.device, group: Group = LOCAL) -> Assembly:
     """Everything a solve needs, with weights initialised from ``train.seed`` (in the first
     phase's dtype), for this rank of ``group`` (every rank builds the same network and
@@ -95,11 +123,11 @@ def assemble(spec: ProblemSpec, device: torch.device, group: Group = LOCAL) -> A
     field = build_field(spec, domain, dtype).to(device)
     physics = PHYSICS[spec.pde.type](spec)
     train = spec.train.on_device(device.type)
-    volume = build_rule(spec.quadrature.training, domain.volume_map())
+    volume = volume_rule(spec.quadrature.training, domain)
     first = "batch_start" if train.batch == "auto" else "batch"
     rules = [(physics.energy, volume, capped(f"train.{first}", train, first, volume.size))]
     for form in physics.loads:
-        rule = ConcatRule([build_rule(spec.quadrature.boundary, domain.face_map(f)) for f in form.faces])
+        rule = ConcatRule([face_rule(spec.quadrature.boundary, domain, f) for f in form.faces])
         rules.append((form, rule, capped("train.boundary_batch", train, "boundary_batch", rule.size)))
     terms, samplers = [], []
     for k, (form, rule, batch) in enumerate(rules):
@@ -109,7 +137,7 @@ def assemble(spec: ProblemSpec, device: torch.device, group: Group = LOCAL) -> A
             sampler = ShardedSampler(sampler, group)
         terms.append(Term(form, rule, fit(batch, sampler)))
         samplers.append(sampler)
-    evaluation_rule = build_rule(spec.quadrature.evaluation, domain.volume_map())
+    evaluation_rule = volume_rule(spec.quadrature.evaluation, domain)
     return Assembly(device, dtype, domain, field, build_trial(spec, domain, field), physics, terms, samplers,
                     evaluation_rule, spec.train.chunk, group)
 
@@ -149,7 +177,7 @@ def build_trainer(spec: ProblemSpec, assembly: Assembly, *, save: Callable[[dict
     parameters = list(assembly.field.parameters())
     problem = TrainingProblem(parameters, assembly.trial, assembly.terms, assembly.samplers, train.chunk, assembly.device,
                               assembly.group)
-    finish = build_rule(spec.quadrature.finish, assembly.domain.volume_map())
+    finish = volume_rule(spec.quadrature.finish, assembly.domain)
     phases, names = [], [p.optimizer for p in train.phases]
     for k, phase in enumerate(train.phases):
         on_rule, options = problem, optimizer_options(phase)
@@ -189,12 +217,13 @@ def batch_plan(spec: ProblemSpec, assembly: Assembly) -> BatchPlan:
 
 
 def fingerprint(spec: ProblemSpec) -> dict[str, str]:
-    """A digest per part of the problem that gives a checkpoint its meaning (domain, PDE and
-    data, boundary conditions, exact solution, training rules, model, the schedule's optimisers
-    and dtypes, seed); a resumed run must match every one."""
+    """A digest per part of the problem that gives a checkpoint its meaning (domain and a mesh's
+    file contents, PDE and data, boundary conditions, exact solution, training rules, model, the
+    schedule's optimisers and dtypes, seed); a resumed run must match every one."""
     quadrature = spec.quadrature
     parts = {
-        "[constants]": sorted(spec.constants.items()), "[domain]": spec.domain, "[pde]": spec.pde, "[[bc]]": spec.bc, "[exact]": spec.exact,
+        "[constants]": sorted(spec.constants.items()), "[domain]": _domain_identity(spec.domain), "[pde]": spec.pde,
+        "[[bc]]": spec.bc, "[exact]": spec.exact,
         "training rule ([quadrature])": (quadrature.training, quadrature.boundary, quadrature.finish),
         "[model]": spec.model,
         "training schedule (optimisers and dtypes), train.seed or train.sampling":
@@ -202,6 +231,15 @@ def fingerprint(spec: ProblemSpec) -> dict[str, str]:
              spec.train.sampling, spec.train.strata, spec.train.allocation),
     }
     return {name: hashlib.sha256(repr(value).encode()).hexdigest()[:16] for name, value in parts.items()}
+
+
+def _domain_identity(domain: DomainSpec) -> object:
+    """The domain's spec, and for a mesh also its file's contents (a digest): an edited mesh is
+    another problem, a moved one is not."""
+    if domain.type != "mesh":
+        return domain
+    with open(domain.file, "rb") as handle:
+        return (domain.type, domain.scale, domain.translate, hashlib.file_digest(handle, "sha256").hexdigest())
 
 
 # ---------------------------------------------------------------------------- physics and trial
@@ -231,23 +269,33 @@ PHYSICS: dict[str, Callable[[ProblemSpec], Physics]] = {"poisson": _poisson, "el
 def constrained_faces(spec: ProblemSpec) -> list[tuple[str, ...]]:
     """Per solution component, the faces where the ansatz fixes it: Dirichlet or clamped faces,
     and roller planes normal to that component's axis."""
-    value_faces = tuple(f for bc in spec.bc if bc.type in ("dirichlet", "clamp") for f in bc.faces_on(spec.domain))
+    value_faces = tuple(f for bc in spec.bc if bc.type in VALUE_CONDITIONS for f in bc.faces_on(spec.domain))
     rollers = tuple(f for bc in spec.bc if bc.type == "roller" for f in bc.faces_on(spec.domain))
     return [value_faces + tuple(f for f in rollers if spec.domain.planes[f] == axis) for axis in range(spec.pde.components)]
 
 
-def lifts(spec: ProblemSpec) -> list[Expression | None]:
-    """The lift ``g`` of ``u = g + d*N``, one expression per component (None where zero), from the
-    value conditions (all share one value, checked on loading; ``"auto"``: [exact])."""
-    entries = [bc for bc in spec.bc if bc.type in ("dirichlet", "clamp")]
-    if not entries:
-        return [None] * spec.pde.components
-    value = entries[0].value
-    data = spec.exact.components if value == "auto" else value if isinstance(value, tuple) else (value,)
-    return [None if is_zero([g]) else g for g in data]
+def value_data(spec: ProblemSpec, bc) -> tuple[Expression, ...]:
+    """The data of one Dirichlet or clamp entry, one expression per component (``"auto"``: [exact])."""
+    value = bc.value
+    return spec.exact.components if value == "auto" else value if isinstance(value, tuple) else (value,)
+
+
+def build_lifts(spec: ProblemSpec, domain: Domain) -> list[Expression | BlendedLift | None]:
+    """The lift ``g`` of ``u = g + d*N``, per component (None where zero): the entries' common
+    expression where they agree, else their data blended by transfinite interpolation with
+    the distance functions of the entries' faces (:mod:`vpinn.fields.blending`)."""
+    entries = [(bc.faces_on(spec.domain), value_data(spec, bc)) for bc in spec.bc if bc.type in VALUE_CONDITIONS]
+    result: list[Expression | BlendedLift | None] = []
+    for k in range(spec.pde.components):
+        data = [values[k] for _, values in entries]
+        if all(g == data[0] for g in data[1:]):
+            result.append(None if not data or is_zero([data[0]]) else data[0])
+        else:
+            result.append(BlendedLift([(domain.distance(faces), values[k]) for faces, values in entries]))
+    return result
 
 
 def build_trial(spec: ProblemSpec, domain: Domain, field: Field) -> HardDirichletAnsatz:
     """``u_k = g_k + d_k N_k`` with ``d_k`` vanishing on the faces that constrain component k."""
     distances = [domain.distance(faces) if faces else None for faces in constrained_faces(spec)]
-    return HardDirichletAnsatz(field, distances, lifts(spec))
+    return HardDirichletAnsatz(field, distances, build_lifts(spec, domain))

@@ -19,8 +19,9 @@ Tensor = torch.Tensor
 
 
 def value_and_gradient(fn: Expression | Callable[[Tensor], Tensor], points: Tensor) -> tuple[Tensor, Tensor]:
-    """``fn(points)`` (b,) and its gradient (b, 3), detached."""
-    if isinstance(fn, Expression):
+    """``fn(points)`` (b,) and its gradient (b, 3), detached; from ``fn.value_and_gradient`` where
+    it has one (expressions, blended lifts), else by autograd."""
+    if isinstance(fn, Expression) or hasattr(fn, "value_and_gradient"):
         return fn.value_and_gradient(points)
     with torch.enable_grad():
         x = points.detach().requires_grad_(True)

@@ -2,7 +2,8 @@
 
 One module per subcommand (``solve`` trains a problem file and writes results; ``bench`` times
 training steps per derivative method and batch size; ``memory`` measures peak memory across
-batch sizes and rule sizes; ``compare`` runs optimisers side by side under one time budget; ``variance`` measures each sampler's
+batch sizes and rule sizes; ``compare`` runs optimisers side by side under one time budget; ``export`` evaluates a checkpoint on a
+mesh, grid or points; ``variance`` measures each sampler's
 gradient noise; ``batches`` compares batch sizes and samplers under one time budget; ``scale`` times data-parallel
 training under ``torchrun`` across process counts and gradient compressions), plus the shared argument helpers (:mod:`.arguments`) and the
 terminal side of training (:mod:`.terminal`: progress bars, Ctrl-C, SIGTERM) and the results
@@ -25,7 +26,7 @@ import warnings
 
 import torch
 
-from vpinn.commands import batches, bench, compare, memory, scale, solve, variance
+from vpinn.commands import batches, bench, compare, export, memory, scale, solve, variance
 from vpinn.distributed.launch import launch_rank
 from vpinn.errors import VpinnError, VpinnWarning
 
@@ -35,6 +36,7 @@ COMMANDS = {
     "bench": ("time training steps across batch sizes and derivative methods", bench),
     "memory": ("peak memory across batch sizes and quadrature sizes", memory),
     "compare": ("optimisers side by side under one time budget", compare),
+    "export": ("evaluate a checkpoint on a mesh, a grid or points and write the fields", export),
     "variance": ("gradient noise of every sampler at one network state", variance),
     "batches": ("what each batch size and sampler buys under one time budget", batches),
     "scale": ("data-parallel training across process counts and gradient compressions", scale),

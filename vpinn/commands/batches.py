@@ -138,8 +138,7 @@ def run(args: argparse.Namespace) -> int:
     batches, samplings = _batches(args.batch), _samplings(args.sampling, spec.train.sampling)
     for batch in batches:  # every setting checked before any run
         load_problem(problem, {**settings, "train.batch": batch})
-    rule_size = math.prod(spec.quadrature.training.cells) * spec.quadrature.training.order**3 \
-        if spec.quadrature.training.rule == "gauss" else spec.quadrature.training.points
+    rule_size = assemble(spec, torch.device("cpu")).terms[0].rule.size
     print(f"{spec.name}: {len(batches) * len(samplings)} settings, {budget:g} s of Adam each, each in a fresh process")
     rows, curves, device = [], {}, torch.device(device_name(args.device))
     for sampling in samplings:

@@ -12,12 +12,13 @@ On CPU, each case runs in a fresh Python process: peak resident set size (VmHWM 
 /proc/self/status, or ru_maxrss) minus that process's resident size just before the first step.
 
 The rule's size is set by its cell count (Gauss: cells^3 * order^3 points, nearest to the asked
-N) or point count (Sobol).  Results: results/<name>/memory/memory.{csv,md,png}.
+N), point count (Sobol) or refinement level (simplex rules on a mesh: 8 times the points a level).  Results: results/<name>/memory/memory.{csv,md,png}.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from vpinn.export.plots import plot_memory
 from vpinn.export.tables import write_csv, write_markdown
 from vpinn.measurement.engine import measure
 from vpinn.problem import ProblemSpec, load_problem
+from vpinn.quadrature.simplex import tetrahedron_table
 
 DESCRIPTION = __doc__
 COLUMNS = [
@@ -53,6 +55,10 @@ def rule_size(spec: ProblemSpec, points: int) -> tuple[dict, int]:
     quadrature = spec.quadrature
     if quadrature.rule == "sobol":
         return {"quadrature.points": points}, points
+    if quadrature.rule == "simplex":  # a mesh: refinement levels, 8 times the points each
+        per_level = len(spec.domain.mesh().tetrahedra) * len(tetrahedron_table(quadrature.order)[1])
+        refine = min(5, max(0, round(math.log(max(points / per_level, 1.0), 8))))
+        return {"quadrature.refine": refine}, per_level * 8**refine
     per_cell = quadrature.order**3
     cells = max(1, round((points / per_cell) ** (1 / 3)))
     return {"quadrature.cells": [cells] * 3}, cells**3 * per_cell

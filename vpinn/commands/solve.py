@@ -37,8 +37,8 @@ from vpinn.distributed import Group, finish, rank_device, start, world_size
 from vpinn.distributed.compensate import calibrate
 from vpinn.errors import TrainingDiverged, VpinnError
 from vpinn.evaluate import energy, relative_errors
-from vpinn.export import (PROFILE_POINTS, evaluate_fields, grid_points, plot_errors, plot_loss, plot_slice, write_csv,
-                          write_grid, write_json, write_profile)
+from vpinn.export import (PROFILE_POINTS, evaluate_fields, plot_errors, plot_loss, plot_slice, solution_cells, write_csv,
+                          write_fields, write_json, write_profile)
 from vpinn.measurement.budget import fit_batch
 from vpinn.measurement.memory import keep_freed_memory, peak_memory_bytes, peak_reserved_bytes
 from vpinn.physics.base import on_volume_rule
@@ -167,7 +167,9 @@ def _solve(problem_path: str | Path, spec: ProblemSpec, device: torch.device, gr
             calibration.update(_compensate_batch(spec, assembly, echo))
         fitted = spec.train.micro_batch if spec.train.batch == "auto" else assembly.terms[0].batch
         extra = {"fingerprint": fingerprint(spec), "sizes": {"batch": fitted, "chunk": spec.train.chunk},
-                 "world_size": group.size}
+                 "world_size": group.size,
+                 "problem_file": str(Path(problem_path).resolve()),  # vpinn.load resolves mesh files against it
+                 "overrides": dict(options.overrides)}
         save = (lambda s: save_checkpoint(out / "checkpoint.pt", {**s, **extra})) if group.is_root else None
         with TerminalObserver(options.progress and group.is_root) as observer:
             trainer = build_trainer(spec, assembly, save=save, max_time=options.max_time, observer=observer)
@@ -238,13 +240,14 @@ def _finish(spec: ProblemSpec, assembly: Assembly, result: TrainResult, dtype: t
     if not group.is_root:  # the sums above are collective; files are rank 0's
         return {"status": result.status, **errors}
     shape = spec.output.grid
-    points = grid_points(assembly.domain.volume_map(), shape)
+    points, cells = solution_cells(assembly.domain, shape)
     fields = evaluate_fields(physics, trial, points, chunk, device, dtype)
     for file_format in spec.output.formats:
-        write_grid(out / f"solution.{file_format}", points, shape, fields, file_format)
+        write_fields(out / f"solution.{file_format}", points, cells, fields, file_format)
     plot_loss(out / "loss.png", result.history, exact_energy)
     plot_errors(out / "error.png", result.history)
-    plot_slice(out / "solution.png", points, fields, shape, physics.primary)
+    if cells[0][0] == "hexahedron":  # a slice of the grid; a mesh has no grid to slice
+        plot_slice(out / "solution.png", points, fields, shape, physics.primary)
     write_profile(out, physics, trial, assembly.domain.profile(PROFILE_POINTS), device, dtype)
     summary = {
         "problem": spec.name,

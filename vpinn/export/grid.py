@@ -1,6 +1,7 @@
-"""Solution fields on a structured grid, written with meshio (VTU, XDMF).
+"""Solution fields on a structured grid, on a mesh or at points, written with meshio (VTU, XDMF),
+as CSV or as NumPy ``.npz``.
 
-The grid is a uniform grid of ``grid`` nodes per direction on the parameter cube, pushed through
+On a mesh domain the solution is written on the mesh itself (its vertices and tetrahedra).  Otherwise the grid is a uniform grid of ``grid`` nodes per direction on the parameter cube, pushed through
 the domain's volume map (for a box: a uniform grid of the box; for curved domains a curvilinear
 grid that follows the domain).  The fields are the physics' derived fields of the network
 (``u`` and ``grad_u`` for Poisson), and, where the exact solution is known, ``<primary>_exact``
@@ -20,7 +21,12 @@ import torch
 from vpinn.atomic import atomic_path
 from vpinn.errors import VpinnWarning
 from vpinn.geometry.maps import ParameterMap
+from vpinn.geometry.mesh_domain import MeshDomain
 from vpinn.physics.base import Physics, Trial
+
+#: file formats of :func:`write_fields`
+FORMATS = ("vtu", "xdmf", "csv", "npz")
+Cells = list[tuple[str, np.ndarray]]
 
 
 def grid_points(volume_map: ParameterMap, shape: tuple[int, int, int]) -> np.ndarray:
@@ -44,6 +50,14 @@ def hexahedra(shape: tuple[int, int, int]) -> np.ndarray:
     )
 
 
+def solution_cells(domain, shape: tuple[int, int, int]) -> tuple[np.ndarray, Cells]:
+    """Where a solve writes its solution: a mesh domain's vertices and tetrahedra, else the nodes
+    and hexahedra of a grid of ``shape`` nodes on the domain's parameter cube."""
+    if isinstance(domain, MeshDomain):
+        return domain.mesh.vertices, [("tetra", domain.mesh.tetrahedra)]
+    return grid_points(domain.volume_map(), shape), [("hexahedron", hexahedra(shape))]
+
+
 def evaluate_fields(physics: Physics, trial: Trial, points: np.ndarray, chunk: int, device, dtype) -> dict[str, np.ndarray]:
     """Derived fields (and exact/error fields) at ``points`` (n, 3), evaluated in chunks."""
     primary = physics.primary
@@ -63,17 +77,41 @@ def evaluate_fields(physics: Physics, trial: Trial, points: np.ndarray, chunk: i
     return {name: np.concatenate(parts) for name, parts in pieces.items()}
 
 
-def write_grid(path: str | Path, points: np.ndarray, shape: tuple[int, int, int],
-               fields: dict[str, np.ndarray], file_format: str = "vtu") -> None:
-    """Write the grid and its point fields with meshio, atomically; warns (one line) about values
-    that are NaN or infinite, which a viewer would show without comment."""
+def columns(fields: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Fields as named columns (n,): a vector or tensor field ``f`` (n, k) becomes ``f_0 ... f_{k-1}``."""
+    out = {}
+    for name, value in fields.items():
+        value = value.reshape(len(value), -1)
+        for k in range(value.shape[1]):
+            out[name if value.shape[1] == 1 else f"{name}_{k}"] = value[:, k]
+    return out
+
+
+def write_fields(path: str | Path, points: np.ndarray, cells: Cells | None, fields: dict[str, np.ndarray],
+                 file_format: str = "vtu") -> None:
+    """Write points (n, 3), cells (None: the points alone, as VTK vertices) and point fields
+    (each (n,) or (n, k)), atomically.
+
+    ``vtu``/``xdmf``: a meshio mesh with point data; ``csv``: columns ``x, y, z`` and one per
+    field component (``grad_u_0`` ...); ``npz``: arrays ``points``, the cells by type and each field.
+    Warns (one line) about values that are NaN or infinite, which a viewer would show without comment."""
     bad = {name: int(np.count_nonzero(~np.isfinite(values))) for name, values in fields.items()}
     if any(bad.values()):
         counts = ", ".join(f"{count:,} of {fields[name].size:,} values of {name}" for name, count in bad.items() if count)
         warnings.warn(f"{path}: {counts} are NaN or infinite", VpinnWarning, stacklevel=2)
-    mesh = meshio.Mesh(points, [("hexahedron", hexahedra(shape))], point_data=fields)
     with atomic_path(path) as temporary:
-        if file_format == "xdmf":
-            meshio.xdmf.write(temporary, mesh, data_format="XML")
+        if file_format == "csv":
+            table = {"x": points[:, 0], "y": points[:, 1], "z": points[:, 2], **columns(fields)}
+            header = ",".join(table)
+            np.savetxt(temporary, np.stack(list(table.values()), 1), delimiter=",", header=header, comments="",
+                       fmt="%.17g")
+        elif file_format == "npz":
+            with open(temporary, "wb") as handle:
+                np.savez(handle, points=points, **{f"cells_{kind}": c for kind, c in cells or []}, **fields)
         else:
-            meshio.write(temporary, mesh, file_format=file_format)
+            cells = cells or [("vertex", np.arange(len(points))[:, None])]
+            mesh = meshio.Mesh(points, cells, point_data=fields)
+            if file_format == "xdmf":
+                meshio.xdmf.write(temporary, mesh, data_format="XML")
+            else:
+                meshio.write(temporary, mesh, file_format=file_format)

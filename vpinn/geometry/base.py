@@ -1,7 +1,9 @@
 """What a domain provides to the rest of vpinn, and the profile lines some domains offer.
 
 A domain is described by maps of the unit cube onto its volume and of the unit square onto each
-named face (for quadrature and export grids), a bounding box (for the network's input scaling),
+named face (for quadrature and export grids) -- or, for a mesh
+(:class:`~vpinn.geometry.mesh_domain.MeshDomain`), by its tetrahedra and tagged triangles, on which
+assembly builds simplex rules instead -- a bounding box (for the network's input scaling),
 distance-like functions that vanish on chosen faces (for hard boundary conditions) and,
 optionally, natural coordinates as extra network inputs and a profile line for 1D plots.
 """
@@ -48,7 +50,8 @@ class Profile:
 
 
 class Domain(Protocol):
-    """The interface every domain implements (see the module docstring)."""
+    """The interface of the mapped domains (see the module docstring); a mesh domain has the same
+    members except the maps, and a ``mesh`` instead."""
 
     lower: tuple[float, float, float]
     upper: tuple[float, float, float]

@@ -28,6 +28,9 @@ Density = Callable[[PointBatch, Tensor, Tensor | None], Tensor]
 #: (u (b, m), grad u (b, m, 3), frame (b, 3, 3) of unit row vectors, the frame's axis names)
 #: -> named scalar fields (b,) in that frame
 FrameFields = Callable[[Tensor, Tensor, Tensor, tuple[str, str, str]], dict[str, Tensor]]
+#: (points, u (b, m), grad u (b, m, 3), outward normals (b, 3)) -> named fields on a boundary, e.g.
+#: the flux k grad u . n or the traction sigma n
+BoundaryFields = Callable[[Tensor, Tensor, Tensor, Tensor], dict[str, Tensor]]
 #: a prescribed boundary load at a batch of boundary points (with normals) -> (b, m)
 Load = Callable[[PointBatch], Tensor]
 
@@ -89,7 +92,8 @@ class Physics:
     ``derived(points, u, grad_u)`` returns named fields (b,) or (b, k) to export, among them
     ``primary`` (the solution itself, compared with the exact one on export);
     ``frame_fields`` gives the scalar fields that profile plots show along a domain's
-    :class:`~vpinn.geometry.base.Profile` (e.g. ``u_r``, ``sigma_rr`` along a radius).
+    :class:`~vpinn.geometry.base.Profile` (e.g. ``u_r``, ``sigma_rr`` along a radius);
+    ``boundary_fields`` the fields a boundary shows (the flux, the traction) given outward normals.
     """
 
     energy: Form
@@ -99,6 +103,7 @@ class Physics:
     exact: ExactSolution | None = None
     primary: str = "u"
     frame_fields: FrameFields | None = None
+    boundary_fields: BoundaryFields | None = None
 
     @property
     def forms(self) -> tuple[Form, ...]:

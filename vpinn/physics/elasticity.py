@@ -120,6 +120,9 @@ def physics(lam: float, mu: float, body_force: Sequence[Expression] | None,
         return {f"u_{first}": (frame[:, 0] * u).sum(1),
                 f"sigma_{first}{first}": sigma[:, 0, 0], f"sigma_{second}{second}": sigma[:, 1, 1]}
 
+    def boundary_fields(x: Tensor, u: Tensor, grad_u: Tensor, normals: Tensor) -> dict[str, Tensor]:
+        return {"traction": (stress(grad_u, lam, mu) @ normals[:, :, None])[:, :, 0]}
+
     loads = tuple(load_form(name, faces, load) for name, faces, load in tractions)
     return Physics(energy_form(lam, mu, body_force), loads, energy_norm, derived,
-                   ExactSolution(exact) if exact is not None else None, "displacement", frame_fields)
+                   ExactSolution(exact) if exact is not None else None, "displacement", frame_fields, boundary_fields)

@@ -62,6 +62,9 @@ def physics(source: Expression, coefficient: Expression, fluxes: Sequence[tuple[
     def frame_fields(u: Tensor, grad_u: Tensor, frame: Tensor, axes: tuple[str, str, str]) -> dict[str, Tensor]:
         return {"u": u[:, 0], f"du/d{axes[0]}": (frame[:, 0] * grad_u[:, 0]).sum(1)}
 
+    def boundary_fields(x: Tensor, u: Tensor, grad_u: Tensor, normals: Tensor) -> dict[str, Tensor]:
+        return {"flux": coefficient(x) * (grad_u[:, 0] * normals).sum(1)}
+
     loads = tuple(load_form(name, faces, load) for name, faces, load in fluxes)
     return Physics(energy_form(source, coefficient), loads, energy_norm, derived,
-                   ExactSolution([exact]) if exact is not None else None, "u", frame_fields)
+                   ExactSolution([exact]) if exact is not None else None, "u", frame_fields, boundary_fields)

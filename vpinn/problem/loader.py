@@ -7,6 +7,7 @@ Every mistake becomes one :class:`~vpinn.errors.ProblemFileError` of the form
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 import re
@@ -15,14 +16,14 @@ import tomllib
 import warnings
 from pathlib import Path
 
-import torch
 
 from vpinn.errors import ProblemFileError, SpecError, VpinnWarning
+from vpinn.geometry.mesh import MeshError
 from vpinn.expressions import BUILTIN_CONSTANTS, FUNCTIONS, VARIABLES
 from vpinn.problem import schema
 from vpinn.problem.locate import locate
-from vpinn.problem.spec import (LOAD_CONDITIONS, MAX_BYTES, MAX_RULE_POINTS, SHORT_FORM, VALUE_CONDITIONS, ProblemSpec,
-                                TrainSpec)
+from vpinn.problem.spec import (BOX_RULES, LOAD_CONDITIONS, MAX_BYTES, MAX_RULE_POINTS, MESH_RULES, SHORT_FORM, OutputSpec,
+                                ProblemSpec, TrainSpec)
 
 #: the reason given for arrays or tables nested too deeply to read (Python's recursion limit)
 NESTING = "arrays or tables are nested too deeply (a problem file needs at most a few levels)"
@@ -64,7 +65,7 @@ def parse_problem(text: str, source: str = "<problem>", overrides: dict[str, obj
             _set_dotted(data, key, copy.deepcopy(value))  # later overrides must not edit the caller's values
         constants = schema.build(dict, data.get("constants", {}), key="constants")
         _check_constant_names(constants)
-        spec = schema.build(ProblemSpec, data, constants)
+        spec = with_mesh_file(schema.build(ProblemSpec, data, constants), Path(source).parent)
         check_consistency(spec)
     except SpecError as err:
         raise in_file(err, source, text) from None
@@ -78,6 +79,20 @@ def in_file(err: SpecError, source: str, text: str) -> ProblemFileError:
 
     Also for checks that need the built objects (e.g. the physics), made after loading."""
     return ProblemFileError(source, err.reason, err.key, locate(text, err.key))
+
+
+def with_mesh_file(spec: ProblemSpec, base: Path) -> ProblemSpec:
+    """A mesh domain's ``file`` made absolute (relative to ``base``, the problem file's folder) and
+    the mesh read, so that a bad mesh is one error at ``domain.file``."""
+    if spec.domain.type != "mesh":
+        return spec
+    path = Path(spec.domain.file).expanduser()
+    domain = dataclasses.replace(spec.domain, file=str(path if path.is_absolute() else (base / path).resolve()))
+    try:
+        domain.mesh()
+    except MeshError as err:
+        raise SpecError("domain.file", str(err)) from None
+    return dataclasses.replace(spec, domain=domain)
 
 
 _KEY_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:\[(\d+)\])?")
@@ -124,8 +139,8 @@ def check_consistency(spec: ProblemSpec) -> None:
     """Checks that span sections (each raises a :class:`SpecError` naming one key)."""
     _check_exact(spec)
     _warn_locking(spec)
+    _check_rules(spec)
     seen: dict[str, int] = {}
-    values: list[tuple[int, object]] = []
     for i, bc in enumerate(spec.bc):
         if bc.type not in spec.pde.conditions:
             raise SpecError(f"bc[{i}].type", f"'{bc.type}' is not a condition of a {spec.pde.type} problem "
@@ -137,15 +152,6 @@ def check_consistency(spec: ProblemSpec) -> None:
             if face in seen:
                 raise SpecError(f"bc[{i}].on", f"face '{face}' already has a condition in bc[{seen[face]}]")
             seen[face] = i
-        if bc.type in VALUE_CONDITIONS:
-            values.append((i, bc.value))
-    for i, value in values[1:]:
-        if value != values[0][1]:
-            raise SpecError(
-                f"bc[{i}].value",
-                f"all {spec.bc[i].type} faces must share one expression for u (it is extended into the "
-                f"domain as g in u = g + d*N); bc[{values[0][0]}] has a different one",
-            )
     _check_roller_lifts(spec)
     _check_schedule(spec)
     _check_boundary_rule(spec)
@@ -194,6 +200,19 @@ def physical_memory() -> int:
         return MAX_BYTES
 
 
+def _check_rules(spec: ProblemSpec) -> None:
+    """A mesh takes simplex rules, a box or sphere octant Gauss or Sobol rules; a mesh has no
+    output grid (its solution is written on the mesh)."""
+    allowed = MESH_RULES if spec.domain.type == "mesh" else BOX_RULES
+    if spec.domain.type == "mesh" and spec.output.grid != OutputSpec().grid:
+        raise SpecError("output.grid", "a mesh domain writes its solution on its own mesh; for a grid, use "
+                                       "run.py export CHECKPOINT --grid N")
+    for key, rule in spec.quadrature.rules().items():
+        if rule.rule not in allowed:
+            raise SpecError(f"quadrature.{key}", f"a {spec.domain.type} domain takes rule = "
+                                                 f"{' or '.join(map(repr, allowed))}, not {rule.rule!r}")
+
+
 def _check_schedule(spec: ProblemSpec) -> None:
     """With ``[[train.phase]]`` the short-form schedule keys would be ignored: refuse them."""
     train, defaults = spec.train, TrainSpec()
@@ -215,26 +234,27 @@ def _warn_locking(spec: ProblemSpec) -> None:
 
 
 def _check_roller_lifts(spec: ProblemSpec) -> None:
-    """The clamp data's normal component must be 0 on a roller plane: there ``u_k = g_k``."""
-    from vpinn.assemble import build_domain, lifts  # assembly imports this package: import at use
+    """Each clamp entry's component normal to a roller plane must be 0 on it: there ``u_k = g_k``."""
+    from vpinn.assemble import build_domain, face_samples, value_data  # assembly imports this package
 
     rollers = [f for bc in spec.bc if bc.type == "roller" for f in bc.faces_on(spec.domain)]
-    if not rollers:
+    clamps = [(i, bc) for i, bc in enumerate(spec.bc) if bc.type == "clamp"]
+    if not rollers or not clamps:
         return
-    domain, data = build_domain(spec.domain), lifts(spec)
-    index = next(i for i, bc in enumerate(spec.bc) if bc.type == "clamp") if any(data) else 0
-    for face in rollers:
-        lift = data[spec.domain.planes[face]]
-        if lift is None:
-            continue
-        mapped = domain.face_map(face)(torch.rand(256, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0)))
-        largest = float(lift(mapped.points).abs().max())
-        if largest > 1e-12 * spec.model.output_scale:
-            raise SpecError(
-                f"bc[{index}].value",
-                f"the clamp data's component normal to the roller face '{face}' is not 0 there (up to {largest:.3g}); "
-                f"it is extended into the domain as the lift g of u = g + d*N, so write it to vanish on '{face}'",
-            )
+    domain = build_domain(spec.domain)
+    for index, bc in clamps:
+        data = value_data(spec, bc)
+        for face in rollers:
+            lift = data[spec.domain.planes[face]]
+            if lift.is_constant and lift.constant_value == 0:
+                continue
+            largest = float(lift(face_samples(domain, face)).abs().max())
+            if largest > 1e-12 * spec.model.output_scale:
+                raise SpecError(
+                    f"bc[{index}].value",
+                    f"the clamp data's component normal to the roller face '{face}' is not 0 there (up to {largest:.3g}); "
+                    f"it is extended into the domain as the lift g of u = g + d*N, so write it to vanish on '{face}'",
+                )
 
 
 def _check_exact(spec: ProblemSpec) -> None:
@@ -259,6 +279,11 @@ def _check_faces(spec: ProblemSpec, i: int, bc) -> None:
         if face != "all" and face not in domain.faces:
             raise SpecError(f"bc[{i}].on[{j}]", f"unknown face '{face}' of the {domain.type}{schema.suggest(face, domain.faces)} "
                                                 f"(faces: all, {', '.join(domain.faces)})")
+    if domain.type == "mesh":
+        for face in bc.faces_on(domain):
+            if not len(domain.mesh().faces[face]):
+                key = f"bc[{i}].on" if "all" in bc.on else f"bc[{i}].on[{bc.on.index(face)}]"
+                raise SpecError(key, f"face '{face}' of the mesh {domain.file} has no triangles (an empty part)")
     if bc.type == "roller":
         for face in bc.faces_on(domain):
             if face not in domain.planes:

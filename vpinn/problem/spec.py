@@ -18,9 +18,10 @@ from typing import ClassVar, Literal
 from vpinn.errors import SpecError
 from vpinn.expressions import Expression, parse_expression
 from vpinn.geometry import Box, SphereOctant
+from vpinn.geometry.mesh import read_mesh
 
 #: boundary conditions that prescribe the solution's value through the lift ``g`` of the ansatz
-#: ``u = g + d*N``; all entries of these types in one problem share one expression for ``g``
+#: ``u = g + d*N``; each entry has its own data, blended into one lift (transfinite interpolation)
 VALUE_CONDITIONS: frozenset[str] = frozenset({"dirichlet", "clamp"})
 #: boundary conditions that add a boundary term to the energy, integrated by a boundary rule
 LOAD_CONDITIONS: frozenset[str] = frozenset({"neumann", "traction"})
@@ -120,7 +121,42 @@ class SphereOctantSpec:
             raise SpecError("outer_radius", f"must exceed inner_radius = {self.inner_radius}, not {self.outer_radius}")
 
 
-DomainSpec = BoxSpec | SphereOctantSpec
+@dataclass(frozen=True)
+class MeshSpec:
+    """``[domain]`` with ``type = "mesh"``: the tetrahedra of a mesh file (anything meshio reads:
+    gmsh ``.msh``, ``.vtu``, ``.xdmf``, Abaqus ``.inp``, ...), mapped by ``x -> scale * x + translate``.
+
+    ``file`` is relative to the problem file (the loader makes it absolute).  The faces are the
+    file's tagged triangle sets (gmsh physical surfaces, meshio cell sets), or ``boundary`` (the
+    whole boundary) for a file without tags; rollers need a face that is a plane normal to an axis.
+    Rules on a mesh are ``rule = "simplex"``.
+    """
+
+    type: Literal["mesh"] = "mesh"
+    file: str = ""
+    scale: float = 1.0
+    translate: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    def __post_init__(self) -> None:
+        if not self.file:
+            raise SpecError("file", "required key is missing (the mesh file, relative to the problem file)")
+        _positive("scale", self.scale)
+
+    def mesh(self):
+        """The :class:`~vpinn.geometry.mesh.Mesh` (read once per file version)."""
+        return read_mesh(self.file, self.scale, self.translate)
+
+    @property
+    def faces(self) -> tuple[str, ...]:
+        return tuple(self.mesh().faces)
+
+    @property
+    def planes(self) -> dict[str, int]:
+        """Face -> axis, for the faces that are planes normal to a coordinate axis."""
+        return {face: plane.axis for face, plane in self.mesh().planes.items() if plane.axis is not None}
+
+
+DomainSpec = BoxSpec | SphereOctantSpec | MeshSpec
 
 
 @dataclass(frozen=True)
@@ -273,27 +309,38 @@ class ExactSpec:
         return self.u if isinstance(self.u, tuple) else (self.u,)
 
 
+#: rules on a parameter box (box, sphere octant) and on a mesh
+BOX_RULES, MESH_RULES = ("gauss", "sobol"), ("simplex",)
+
+
 @dataclass(frozen=True)
 class RuleSpec:
     """A quadrature rule: ``gauss`` (composite Gauss-Legendre, ``order`` points per direction
-    in each of ``cells`` cells) or ``sobol`` (``points`` scrambled Sobol points, equal weights)."""
+    in each of ``cells`` cells) or ``sobol`` (``points`` scrambled Sobol points, equal weights)
+    on a box or sphere octant; ``simplex`` on a mesh (a tetrahedron rule exact to degree
+    ``order`` (1-5) in every tetrahedron, each refined ``refine`` times into 8; on faces the
+    triangle rule of that degree, each triangle refined ``refine`` times into 4)."""
 
-    rule: Literal["gauss", "sobol"] = "gauss"
+    rule: Literal["gauss", "sobol", "simplex"] = "gauss"
     cells: tuple[int, ...] = (16, 16, 16)
     order: int = 3
     points: int = 2**20
     seed: int = 0
+    refine: int = 0
 
     def __post_init__(self) -> None:
-        if not 1 <= self.order <= 6:
-            raise SpecError("order", f"must be between 1 and 6, not {self.order}")
+        top = 5 if self.rule == "simplex" else 6
+        if not 1 <= self.order <= top:
+            raise SpecError("order", f"must be between 1 and {top}, not {self.order}")
         for i, n in enumerate(self.cells):
             _at_least(1, f"cells[{i}]", n)
         _at_least(1, "points", self.points)
+        if not 0 <= self.refine <= 5:
+            raise SpecError("refine", f"must be between 0 and 5 (levels of refinement), not {self.refine}")
         _seed("seed", self.seed)
         if self.rule == "sobol":
             _at_most(MAX_SOBOL_POINTS, "points", self.points, "2^30: Sobol digits have 30 bits")
-        elif self.size > MAX_RULE_POINTS:
+        elif self.rule == "gauss" and self.size > MAX_RULE_POINTS:
             raise SpecError("cells", f"the rule would have {self.size:.3e} points (cells x order^{len(self.cells)}); "
                                      f"at most 2^62 = {MAX_RULE_POINTS:.3e}")
 
@@ -312,17 +359,18 @@ class QuadratureSpec:
     (``gram_rule = "finish"``) and L-BFGS phases with ``rule = "finish"`` use it.
     """
 
-    rule: Literal["gauss", "sobol"] = "gauss"
+    rule: Literal["gauss", "sobol", "simplex"] = "gauss"
     cells: tuple[int, int, int] = (32, 32, 32)
     order: int = 3
     points: int = 2**20
     seed: int = 0
+    refine: int = 0
     boundary: RuleSpec = RuleSpec(cells=(32, 32), order=3)
     evaluation: RuleSpec = RuleSpec(cells=(12, 12, 12), order=4)
     finish: RuleSpec = RuleSpec(cells=(12, 12, 12), order=3)
 
     def __post_init__(self) -> None:
-        RuleSpec(self.rule, self.cells, self.order, self.points, self.seed)  # same checks
+        RuleSpec(self.rule, self.cells, self.order, self.points, self.seed, self.refine)  # same checks
         for name in ("evaluation", "finish"):
             if len(getattr(self, name).cells) != 3:
                 raise SpecError(f"{name}.cells", "must have 3 entries")
@@ -332,7 +380,12 @@ class QuadratureSpec:
     @property
     def training(self) -> RuleSpec:
         """The training rule as a :class:`RuleSpec`."""
-        return RuleSpec(self.rule, self.cells, self.order, self.points, self.seed)
+        return RuleSpec(self.rule, self.cells, self.order, self.points, self.seed, self.refine)
+
+    def rules(self) -> dict[str, RuleSpec]:
+        """Every rule by its key: ``rule`` (training), ``boundary``, ``evaluation``, ``finish``."""
+        return {"rule": self.training, "boundary.rule": self.boundary, "evaluation.rule": self.evaluation,
+                "finish.rule": self.finish}
 
 
 @dataclass(frozen=True)
