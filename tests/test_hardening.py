@@ -27,7 +27,7 @@ from tests.conftest import REPO, SMALL_POISSON, trainer_for
 from vpinn.commands import main
 from vpinn.commands.results import LOCK, RESULTS, STATE, ResultsDirectory
 from vpinn.commands.solve import SolveOptions, solve
-from vpinn.commands.terminal import Stopped, TerminalObserver
+from vpinn.commands.terminal import REPEAT_SECONDS, Stopped, TerminalObserver
 from vpinn.errors import VpinnWarning
 from vpinn.export import hexahedra, plot_errors, plot_loss, write_fields
 from vpinn.train.checkpoint import load_checkpoint, save_checkpoint
@@ -274,6 +274,8 @@ def test_a_second_stop_signal_stops_at_once():
     observer = TerminalObserver(progress=False)
     observer._request_stop(signal.SIGTERM, None)
     assert observer.stop_requested() == "interrupted" and observer.signal == signal.SIGTERM
+    observer._request_stop(signal.SIGTERM, None)  # at once: the same signal forwarded again (torchrun)
+    observer._signalled_at -= 2 * REPEAT_SECONDS  # later: a second signal
     with pytest.raises(Stopped) as stop:
         observer._request_stop(signal.SIGTERM, None)
     assert stop.value.signum == signal.SIGTERM
