@@ -62,6 +62,7 @@ def test_solution_fields_read_back(reduced_run, name):
     assert np.abs(mesh.point_data["error"]).max() < 20 * summary["rel_l2"]
 
 
+@pytest.mark.slow  # a command in fresh processes, 20-25 s: run with -m slow
 def test_bench_prints_and_saves_a_table(small_problem, tmp_path):
     done = run_cli("bench", str(small_problem), "--batch", "64,256", "--steps", "5", "--methods", "autograd",
                    "--out", str(tmp_path / "bench"), cwd=tmp_path)

@@ -20,6 +20,7 @@ COLUMNS = ["kind", "points", "batch", "allocator", "peak_MiB", "above_baseline_M
            "ms_per_step", "points_per_s", "device"]
 
 
+@pytest.mark.slow  # a command in fresh processes, 20-25 s: run with -m slow
 def test_memory_command_writes_table_and_plot(small_problem, tmp_path):
     """Same code path as the GPU check (--device cuda), on CPU with small sizes."""
     out = tmp_path / "memory"
@@ -80,6 +81,7 @@ def test_memory_on_cuda_counts_live_tensors(small_problem):
     assert 0 < result["above_baseline_bytes"] < 4096 * 20_000
 
 
+@pytest.mark.slow  # a command in fresh processes, 20-25 s: run with -m slow
 @pytest.mark.filterwarnings("ignore:train.batch = .* capped:vpinn.errors.VpinnWarning")  # a fit beyond the rule
 def test_resume_keeps_the_batch_the_memory_limit_chose(small_problem, tmp_path):
     """--resume reuses the calibrated batch and chunk from the checkpoint instead of fitting anew

@@ -4,15 +4,17 @@ handling, time budget, Ctrl-C, portable checkpoints."""
 from __future__ import annotations
 
 import math
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import REPO, run_cli, trainer_for
+from tests.conftest import REPO, SMALL_POISSON, run_cli, trainer_for
 from vpinn.assemble import assemble
 from vpinn.errors import TrainingDiverged
 from vpinn.problem import load_problem
@@ -236,6 +238,18 @@ def test_checkpoint_resumes_whatever_device_wrote_it(small_problem, tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(whole.network.parameters(), second.network.parameters()))
 
 
+@pytest.fixture(scope="module")
+def four_step_run(tmp_path_factory) -> tuple[Path, Path]:
+    """One 4-step solve of the small problem (its file and results directory), shared by the
+    resume cases, each of which edits a copy of the directory."""
+    root = tmp_path_factory.mktemp("four_steps")
+    problem, out = root / "small.toml", root / "out"
+    problem.write_text(SMALL_POISSON)
+    first = run_cli("solve", str(problem), "--out", str(out), "--quiet", "--set", "train.steps=4", cwd=root)
+    assert first.returncode == 0, first.stderr
+    return problem, out
+
+
 @pytest.mark.parametrize("edit, section", [
     ("train.max_time=100", None),  # the same problem with another budget: resumes
     ("model.width=17", "[model]"),
@@ -243,10 +257,10 @@ def test_checkpoint_resumes_whatever_device_wrote_it(small_problem, tmp_path):
     ("quadrature.cells=[4, 4, 4]", "training rule ([quadrature])"),
     ("train.dtype=\"float64\"", "training schedule (optimisers and dtypes), train.seed or train.sampling"),
 ])
-def test_resume_refuses_a_checkpoint_of_another_problem_in_one_line(small_problem, tmp_path, edit, section):
+def test_resume_refuses_a_checkpoint_of_another_problem_in_one_line(four_step_run, tmp_path, edit, section):
+    small_problem, finished = four_step_run
     out = tmp_path / "out"
-    first = run_cli("solve", str(small_problem), "--out", str(out), "--quiet", "--set", "train.steps=4", cwd=tmp_path)
-    assert first.returncode == 0, first.stderr
+    shutil.copytree(finished, out)
     copy = (out / "problem.toml").read_text()
     again = run_cli("solve", str(small_problem), "--out", str(out), "--quiet", "--resume", "--set", "train.steps=4",
                     "--set", edit, cwd=tmp_path)
