@@ -32,8 +32,8 @@ import numpy as np
 import torch
 
 from vpinn.assemble import assemble
-from vpinn.commands.arguments import add_common_arguments, default_problem, device_name, parse_sizes, positive_count, positive_seconds
-from vpinn.commands.subruns import run_solve
+from vpinn.commands.arguments import add_common_arguments, device_name, parse_sizes, positive_count, positive_seconds
+from vpinn.commands.subruns import load_with_exact, run_solve
 from vpinn.errors import VpinnError
 from vpinn.export.plots import plot_error_against_time, plot_noise_against_batch
 from vpinn.export.tables import write_csv, write_markdown
@@ -123,11 +123,7 @@ def noise_slope(rows: list[dict]) -> float | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    problem = args.problem or default_problem()
-    settings = dict(args.settings)
-    spec = load_problem(problem, settings)
-    if spec.exact is None:
-        raise VpinnError(f"batches: {spec.name} has no [exact] solution to measure the errors against")
+    problem, settings, spec = load_with_exact(args, "batches")
     phases = [dataclasses.asdict(p) for p in spec.train.phases if isinstance(p, AdamPhase)]
     if not phases:
         raise VpinnError(f"batches: {spec.name} has no Adam (minibatch) phase to compare batch sizes with")

@@ -22,12 +22,12 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from vpinn.commands.arguments import add_common_arguments, default_problem, positive_seconds
-from vpinn.commands.subruns import run_solve
+from vpinn.commands.arguments import add_common_arguments, positive_seconds
+from vpinn.commands.subruns import load_with_exact, run_solve
 from vpinn.errors import VpinnError
 from vpinn.export.plots import plot_error_against_time
 from vpinn.export.tables import write_csv, write_markdown
-from vpinn.problem import ProblemSpec, load_problem
+from vpinn.problem import ProblemSpec
 from vpinn.problem.spec import AdamPhase
 
 DESCRIPTION = __doc__
@@ -73,11 +73,7 @@ def schedule(spec: ProblemSpec, setting: str) -> list[dict]:
 
 
 def run(args: argparse.Namespace) -> int:
-    problem = args.problem or default_problem()
-    settings = dict(args.settings)
-    spec = load_problem(problem, settings)
-    if spec.exact is None:
-        raise VpinnError(f"compare: {spec.name} has no [exact] solution to measure the errors against")
+    problem, settings, spec = load_with_exact(args, "compare")
     budget = args.max_time or spec.train.max_time or 120.0
     out = Path(args.out) if args.out else spec.output_path() / "compare"
     names = [name.strip() for name in args.optimizers.split(",") if name.strip()]

@@ -13,7 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from vpinn.commands.arguments import default_problem
 from vpinn.errors import VpinnError
+from vpinn.problem import ProblemSpec, load_problem
 
 
 def inline(value) -> str:
@@ -23,6 +25,17 @@ def inline(value) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(inline(item) for item in value) + "]"
     return json.dumps(value) if isinstance(value, str) else repr(value).lower() if isinstance(value, bool) else repr(value)
+
+
+def load_with_exact(args, command: str) -> tuple[str, dict, ProblemSpec]:
+    """The problem file, its ``--set`` settings and spec of a comparing ``command``, refused in one
+    line if the problem has no ``[exact]`` solution to measure errors against."""
+    problem = args.problem or default_problem()
+    settings = dict(args.settings)
+    spec = load_problem(problem, settings)
+    if spec.exact is None:
+        raise VpinnError(f"{command}: {spec.name} has no [exact] solution to measure the errors against")
+    return problem, settings, spec
 
 
 def run_solve(problem: str, overrides: dict, out: Path, budget: float | None, device: str | None, *, nproc: int = 1,

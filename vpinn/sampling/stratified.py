@@ -47,6 +47,7 @@ class StratifiedSampler(Sampler):
         self.minimum = count
         self.stream = EpochStream(self.tiling.size, self.device, seed)
         self._strata = torch.arange(count, device=self.device)
+        self._sizes = torch.full((count,), float(self.tiling.size), dtype=torch.float64, device=self.device)
         self._rotations: tuple[int, torch.Tensor] | None = None
         self.stats = StratumStatistics(count, self.device)
         self.draws, self.drawn = 0, 0
@@ -77,8 +78,7 @@ class StratifiedSampler(Sampler):
     def _neyman(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self.draws > 1 and (self.draws - 1) % self.refresh_every == 0:
             self.stats.refresh()
-        sizes = torch.full((self.tiling.count,), float(self.tiling.size), dtype=torch.float64, device=self.device)
-        counts = allocate(batch, neyman_shares(sizes, self.stats.deviation, self.mix))
+        counts = allocate(batch, neyman_shares(self._sizes, self.stats.deviation, self.mix))
         slots = torch.arange(batch, device=self.device)
         strata = torch.searchsorted(counts.cumsum(0), slots, right=True)
         key = next(key_stream(self.seed, self.draws, _DRAW))
