@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import run_cli, solve_bundled
 
 REDUCED = {
-    "quadrature.cells": [16, 16, 16], "quadrature.finish.cells": [4, 4, 4],
+    "quadrature.cells": [16, 16, 16], "quadrature.order": 3, "quadrature.finish.cells": [4, 4, 4],
     "quadrature.evaluation.cells": [8, 8, 8], "quadrature.evaluation.order": 3,
     "train.phase[0].steps": 300, "train.phase[1].steps": 15, "train.batch": 2048, "train.max_time": 0,
     "output.grid": [9, 10, 11], "output.formats": ["vtu", "xdmf"],

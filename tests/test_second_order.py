@@ -10,12 +10,13 @@ import math
 import pytest
 import torch
 
-from tests.conftest import SMALL_POISSON, assembled, trainer_for
+from tests.conftest import REPO, SMALL_POISSON, assembled, trainer_for
 from vpinn.fields import Field
 from vpinn.fields.ansatz import HardDirichletAnsatz
 from vpinn.train import TrainingProblem
 from vpinn.train.checkpoint import load_checkpoint
-from vpinn.train.curvature import active_rows, curvature_chunks, gram_matrix, solve_dense, solve_woodbury, square_root_rows
+from vpinn.train.curvature import (active_rows, curvature_chunks, gram_matrix, jacobian_sums, solve_dense, solve_woodbury,
+                                   square_root_rows)
 from vpinn.train.optimizers.engd import Engd
 from vpinn.train.optimizers.msqn import MultiSecant
 
@@ -95,20 +96,37 @@ def pieces_of(small_problem, index: torch.Tensor, factor: float, chunk: int):
 
 def test_gram_from_chunks_equals_one_shot(small_problem):
     index = torch.arange(4096)
-    _, whole = pieces_of(small_problem, index, 1.0, 4096)
+    assembly, whole = pieces_of(small_problem, index, 1.0, 4096)
     _, chunked = pieces_of(small_problem, index, 1.0, 333)
-    rows = active_rows(whole)
+    rows, trial = active_rows(whole), assembly.trial
     assert rows.tolist() == [1, 2, 3]  # Poisson: the Hessian acts on grad u only
-    torch.testing.assert_close(gram_matrix(chunked, rows), gram_matrix(whole, rows), rtol=1e-12, atol=1e-14)
+    one_shot, in_chunks = jacobian_sums(whole, trial), jacobian_sums(chunked, trial)
+    torch.testing.assert_close(in_chunks.matrix, one_shot.matrix, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(in_chunks.slope_gradient, one_shot.slope_gradient, rtol=1e-12, atol=1e-14)
+
+
+def test_the_sample_gradient_of_one_jacobian_pass_is_the_energy_gradient(small_problem):
+    """``sum_i c w_i J_i^T de/dz_i`` from the Jacobian pass equals autograd's gradient of the
+    sample's energy ``c sum_i w_i e_i``: the line search's linear part rests on it."""
+    index, factor = torch.arange(500), 3.5
+    assembly, pieces = pieces_of(small_problem, index, factor, 128)
+    term, trial = assembly.terms[0], assembly.trial
+    for p in trial.parameters():
+        p.grad = None
+    batch = term.rule.take(index, F64)
+    (factor * (batch.weights * term.form.density(batch, *trial(batch.points))).sum()).backward()
+    autograd = torch.cat([p.grad.reshape(-1) for p in trial.parameters()])
+    sums = jacobian_sums(pieces, trial)
+    torch.testing.assert_close(sums.slope_gradient, autograd, rtol=1e-11, atol=1e-13)
 
 
 def test_minibatch_gram_and_gradient_are_unbiased(small_problem):
     """v^T G v and v.g of 400 minibatches of 64 points: mean within 4 standard errors of the full sums."""
     assembly, full = pieces_of(small_problem, torch.arange(4096), 1.0, 4096)
-    rows = active_rows(full)
     term, trial = assembly.terms[0], assembly.trial
-    v = torch.randn(gram_matrix(full, rows).shape[0], dtype=F64, generator=torch.Generator().manual_seed(3))
-    exact_gram = float(v @ gram_matrix(full, rows) @ v)
+    gram = gram_matrix(full, trial)
+    v = torch.randn(gram.shape[0], dtype=F64, generator=torch.Generator().manual_seed(3))
+    exact_gram = float(v @ gram @ v)
     parameters = trial.parameters()
 
     def gradient_along_v(index, factor) -> float:
@@ -123,18 +141,31 @@ def test_minibatch_gram_and_gradient_are_unbiased(small_problem):
     for _ in range(400):
         index, factor = assembly.samplers[0].sample(64)
         pieces = curvature_chunks(term.form, trial, term.rule.take(index, F64), factor, 64)
-        grams.append(float(v @ gram_matrix(pieces, rows) @ v))
+        grams.append(float(v @ gram_matrix(pieces, trial) @ v))
         gradients.append(gradient_along_v(index, factor))
     for samples, exact in ((torch.tensor(grams), exact_gram), (torch.tensor(gradients), exact_gradient)):
         error = float(samples.std()) / math.sqrt(len(samples))
         assert abs(float(samples.mean()) - exact) < 4 * error and error < 0.1 * abs(exact)
 
 
+def test_elastic_gram_from_six_rows_per_point_equals_the_full_product():
+    """Linear elasticity curves only the strain: ``H`` (12 x 12 in ``(u, grad u)``) has rank 6,
+    so ``A`` has 6 rows per point, and ``A^T A`` equals ``sum_i w_i J_i^T H_i J_i`` formed from
+    the whole 12-row Jacobians."""
+    _, assembly = assembled(REPO / "problems" / "elasticity_cube.toml",
+                            {"quadrature.cells": [2, 2, 2], "train.batch": 64, "model.width": 8, "model.depth": 1})
+    term, trial = assembly.terms[0], assembly.trial
+    pieces = curvature_chunks(term.form, trial, term.rule.take(torch.arange(100), F64), 2.0, 40)
+    direct = sum(torch.einsum("b,bqp,bqr,brs->ps", p.weights, trial.parameter_jacobian(p.batch.points), p.hessian,
+                              trial.parameter_jacobian(p.batch.points)) for p in pieces)
+    torch.testing.assert_close(gram_matrix(pieces, trial), direct, rtol=1e-10, atol=1e-12 * float(direct.abs().max()))
+    assert square_root_rows(pieces, trial).shape[0] == 6 * 100
+
+
 def test_woodbury_equals_the_dense_damped_solve(small_problem):
-    _, pieces = pieces_of(small_problem, torch.arange(100), 40.96, 100)  # 300 rows < 337 parameters
-    rows = active_rows(pieces)
-    gram, square_root = gram_matrix(pieces, rows), square_root_rows(pieces, rows)
-    assert square_root.shape[0] < gram.shape[0]
+    assembly, pieces = pieces_of(small_problem, torch.arange(100), 40.96, 100)  # 300 rows < 337 parameters
+    gram, square_root = gram_matrix(pieces, assembly.trial), square_root_rows(pieces, assembly.trial)
+    assert square_root.shape == (300, gram.shape[0])  # 3 rows per point: Poisson curves grad u only
     torch.testing.assert_close(square_root.T @ square_root, gram, rtol=1e-10, atol=1e-12)
     g = torch.randn(gram.shape[0], dtype=F64, generator=torch.Generator().manual_seed(4))
     damping = 1e-3 * float(gram.diagonal().mean())
@@ -210,6 +241,18 @@ def test_short_form_keys_beside_phases_are_refused(small_problem):
     from vpinn.errors import ProblemFileError
     from vpinn.problem import load_problem
 
+    both = small_problem.with_name("both.toml")
+    both.write_text(small_problem.read_text() + '\n[[train.phase]]\noptimizer = "engd"\n')
     with pytest.raises(ProblemFileError, match=r"train.steps: is not used when \[\[train.phase\]\] gives the schedule; "
                                                r"set it on a phase instead, e.g. train.phase\[0\].steps"):
-        load_problem(small_problem, {"train.phase": [{"optimizer": "engd"}]})
+        load_problem(both)
+
+
+def test_a_schedule_override_replaces_a_short_form_schedule(small_problem):
+    """``run.py compare`` passes whole schedules: on a short-form file (``train.steps``, ...) the
+    override replaces that schedule instead of being refused beside it."""
+    from vpinn.problem import load_problem
+
+    assert [p.optimizer for p in load_problem(small_problem).train.phases] == ["adam"]
+    spec = load_problem(small_problem, {"train.phase": [{"optimizer": "adam", "steps": 7}, {"optimizer": "engd", "steps": 3}]})
+    assert [(p.optimizer, p.steps) for p in spec.train.phases] == [("adam", 7), ("engd", 3)]

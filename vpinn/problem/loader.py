@@ -62,6 +62,8 @@ def parse_problem(text: str, source: str = "<problem>", overrides: dict[str, obj
         raise ProblemFileError(source, NESTING) from None
     try:
         for key, value in (overrides or {}).items():
+            if key == "train.phase":
+                _drop_short_form(data)
             _set_dotted(data, key, copy.deepcopy(value))  # later overrides must not edit the caller's values
         constants = schema.build(dict, data.get("constants", {}), key="constants")
         _check_constant_names(constants)
@@ -93,6 +95,16 @@ def with_mesh_file(spec: ProblemSpec, base: Path) -> ProblemSpec:
     except MeshError as err:
         raise SpecError("domain.file", str(err)) from None
     return dataclasses.replace(spec, domain=domain)
+
+
+def _drop_short_form(data: dict) -> None:
+    """An override of the whole schedule (``train.phase``) replaces the file's schedule in either
+    form: the short-form keys of the file's ``[train]`` (``steps``, ``lr``, ``[train.lbfgs]``,
+    ...) go with it, so that ``run.py compare`` can run any file's settings."""
+    train = data.get("train")
+    if isinstance(train, dict):
+        for name in SHORT_FORM:
+            train.pop(name, None)
 
 
 _KEY_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:\[(\d+)\])?")

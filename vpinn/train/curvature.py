@@ -11,12 +11,19 @@ For the quadratic energies of Poisson and linear elasticity ``H`` is exact and c
 form in the tangent space of the network (Müller & Zeinhofer's energy natural gradient).  ``H``
 is obtained from the density itself by automatic differentiation, so no PDE needs Gram code of
 its own.  ``G`` is estimated on a sample ``I`` of the rule as ``(N/n) sum_{i in I} ...``
-(unbiased), accumulated over chunks; the Jacobians ``J`` of all its points (``n x q x P``
-numbers) are kept for the line search of :mod:`vpinn.train.optimizers.engd`.
+(unbiased), as ``A^T A`` from the rows ``A_i = (c w_i)^(1/2) Lambda_i^(1/2) V_i^T J_i`` of the
+eigen-decomposition ``H_i = V_i Lambda_i V_i^T``, keeping only the curved directions (rank
+``H``: 3 rows per point for Poisson, 6 for elasticity, where the rotations of ``grad u`` store
+no energy), which is half the work of the 12-row product for elasticity.
 
-With several ranks each holds the pieces of its own part of the sample; the active rows are
-maximised, ``G`` summed, and the rows of ``A`` (``A^T A = G``) gathered over the ranks, so every
-rank solves the same system.
+Only one chunk's Jacobians ``J`` (``chunk x q x P`` numbers) exist at a time: the pieces keep
+``z``, ``de/dz`` and ``H`` per point (``q + q^2`` numbers), and the one pass over the sample
+computes ``J`` chunk by chunk, adding it into ``G`` (or ``A``) and into the sample's gradient
+``sum_i c w_i J_i^T de/dz_i``, all that the line search of
+:mod:`vpinn.train.optimizers.engd` needs of ``J``.
+
+With several ranks each holds the pieces of its own part of the sample; ``G`` and the gradient
+are summed and the rows of ``A`` gathered over the ranks, so every rank solves the same system.
 """
 
 from __future__ import annotations
@@ -51,14 +58,23 @@ def density_derivatives(form: Form, batch: PointBatch, u: Tensor, grad_u: Tensor
 @dataclass
 class CurvatureChunk:
     """The pieces of one chunk of a curvature sample: the points, their estimator weights
-    ``c w_i`` (b,), ``z`` (b, q), ``de/dz`` (b, q), ``H`` (b, q, q) and ``J`` (b, q, P)."""
+    ``c w_i`` (b,), ``z`` (b, q), ``de/dz`` (b, q) and ``H`` (b, q, q)."""
 
     batch: PointBatch
     weights: Tensor
     z: Tensor
     slope: Tensor
     hessian: Tensor
-    jacobian: Tensor
+
+
+@dataclass
+class JacobianSums:
+    """What one pass over a sample's Jacobians gives (each summed over the ranks):
+    ``matrix``, the Gram matrix ``G`` (P, P) or its square root ``A`` (R, P, ``A^T A = G``), and
+    ``slope_gradient``, ``sum_i c w_i J_i^T de/dz_i`` (P,), the gradient of the sample's energy."""
+
+    matrix: Tensor
+    slope_gradient: Tensor
 
 
 def curvature_chunks(form: Form, trial, batch: PointBatch, factor: float, chunk: int) -> list[CurvatureChunk]:
@@ -72,43 +88,57 @@ def curvature_chunks(form: Form, trial, batch: PointBatch, factor: float, chunk:
             u, grad_u = trial(part.points)
         slope, hessian = density_derivatives(form, part, u, grad_u)
         z = torch.cat([u, grad_u.reshape(u.shape[0], -1)], dim=1)
-        pieces.append(CurvatureChunk(part, factor * part.weights, z, slope, hessian, trial.parameter_jacobian(part.points)))
+        pieces.append(CurvatureChunk(part, factor * part.weights, z, slope, hessian))
     return pieces
 
 
 def active_rows(pieces: list[CurvatureChunk], group: Group = LOCAL) -> Tensor:
     """Indices of the entries of ``z`` on which the density's Hessian acts (e.g. only ``grad u``
-    for Poisson) at any point of any rank: the other rows of ``J`` add nothing to ``G`` and are
-    left out of it."""
+    for Poisson) at any point of any rank: an upper bound on the rows per point of ``A``."""
     curvature = group.max_(torch.stack([p.hessian.abs().amax(dim=(0, 1)) for p in pieces]).amax(0))
     return torch.nonzero(curvature > 0)[:, 0]
 
 
-def gram_matrix(pieces: list[CurvatureChunk], rows: Tensor, group: Group = LOCAL) -> Tensor:
-    """``G = sum_i c w_i J_i^T H_i J_i`` (P, P) over the sample (all ranks' parts), restricted
-    to ``rows`` of ``z``."""
-    total = None
+def jacobian_sums(pieces: list[CurvatureChunk], trial, *, factored: bool = False, group: Group = LOCAL) -> JacobianSums:
+    """One pass over the sample: each chunk's ``J`` (b, q, P) from ``trial.parameter_jacobian``
+    goes into the sample's gradient and into the rows of ``A``: per point
+    ``(c w_i)^(1/2) Lambda^(1/2) V^T J_i`` from the eigenvalues of ``H_i`` (negative ones, which a
+    convex energy has not, clipped to 0), leaving out the eigenvectors on which no point of the
+    chunk has curvature (Poisson: ``u`` itself, so 3 rows per point; elasticity: ``u`` and the 3
+    rotations of ``grad u``, so 6 rows instead of 12); then ``J`` is dropped.  ``G = A^T A`` is
+    accumulated chunk by chunk, or, with ``factored``, ``A`` itself is returned.  Over the ranks
+    ``G`` and the gradient are summed and ``A``'s rows gathered (zero rows, which change neither
+    ``G`` nor the Woodbury solve, pad ranks with fewer points)."""
+    matrix, blocks, slope_gradient = None, [], None
     for p in pieces:
-        jacobian = p.jacobian[:, rows]
-        weighted = (p.weights[:, None, None] * p.hessian[:, rows][:, :, rows]) @ jacobian
-        part = jacobian.reshape(-1, jacobian.shape[-1]).T @ weighted.reshape(-1, jacobian.shape[-1])
-        total = part if total is None else total + part
-    group.sum_(total)
-    return 0.5 * (total + total.T)
+        jacobian = trial.parameter_jacobian(p.batch.points)
+        part_gradient = torch.einsum("bq,bqp->p", p.weights[:, None] * p.slope, jacobian)
+        slope_gradient = part_gradient if slope_gradient is None else slope_gradient + part_gradient
+        values, vectors = torch.linalg.eigh(p.hessian)
+        values = (p.weights[:, None] * values).clamp(min=0)
+        curved = values.amax(0) > 1e-12 * values.max()  # the eigen-directions some point curves
+        roots = values[:, curved].sqrt()[:, :, None] * vectors[:, :, curved].transpose(1, 2)
+        block = torch.bmm(roots, jacobian).reshape(-1, jacobian.shape[-1])
+        if factored:
+            blocks.append(block)
+        else:
+            matrix = block.T @ block if matrix is None else matrix.addmm_(block.T, block)
+    group.sum_(slope_gradient)
+    if factored:
+        return JacobianSums(group.gather_rows(torch.cat(blocks)), slope_gradient)
+    group.sum_(matrix)
+    return JacobianSums(0.5 * (matrix + matrix.T), slope_gradient)
 
 
-def square_root_rows(pieces: list[CurvatureChunk], rows: Tensor, group: Group = LOCAL) -> Tensor:
-    """``A`` (R, P) with ``A^T A = G``: per point ``(c w_i)^(1/2) Lambda^(1/2) V^T J_i`` from the
-    eigenvalues of ``H_i`` (negative ones, which a convex energy has not, clipped to 0), the
-    rows of all ranks stacked (zero rows, which change neither ``G`` nor the Woodbury solve,
-    pad ranks with fewer points)."""
-    blocks = []
-    for p in pieces:
-        values, vectors = torch.linalg.eigh(p.hessian[:, rows][:, :, rows])
-        scale = (p.weights[:, None] * values.clamp(min=0)).sqrt()
-        blocks.append((scale[:, :, None] * vectors.transpose(1, 2)) @ p.jacobian[:, rows])
-    stacked = torch.cat(blocks)
-    return group.gather_rows(stacked.reshape(-1, stacked.shape[-1]))
+def gram_matrix(pieces: list[CurvatureChunk], trial, group: Group = LOCAL) -> Tensor:
+    """``G = sum_i c w_i J_i^T H_i J_i`` (P, P) over the sample (all ranks' parts); see
+    :func:`jacobian_sums`."""
+    return jacobian_sums(pieces, trial, group=group).matrix
+
+
+def square_root_rows(pieces: list[CurvatureChunk], trial, group: Group = LOCAL) -> Tensor:
+    """``A`` (R, P) with ``A^T A = G``, the rows of all ranks stacked (see :func:`jacobian_sums`)."""
+    return jacobian_sums(pieces, trial, factored=True, group=group).matrix
 
 
 def solve_dense(gram: Tensor, gradient: Tensor, damping: float) -> Tensor:

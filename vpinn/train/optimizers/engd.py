@@ -29,9 +29,9 @@ One step, with ``theta`` the network's parameters:
    after all is undone (the estimate sees the curvature only on the Gram points, so it can miss
    some along d).
 
-Memory: one chunk of the gradient sum, plus the Gram points' Jacobians, ``points x q x P``
-numbers (q = 4m; e.g. 4,096 points x 4 x 1,217 parameters x 8 bytes = 160 MB), plus ``G``
-(P x P).
+Memory: one chunk of the gradient sum, or one chunk of the Gram sample's Jacobians, ``chunk x q
+x P`` numbers (q = 4m; e.g. 2,048 points x 4 x 1,217 parameters x 8 bytes = 80 MB), plus ``G``
+(P x P) and ``q + q^2`` numbers per Gram point.
 """
 
 from __future__ import annotations
@@ -43,8 +43,7 @@ import torch
 from vpinn.distributed import shared_chunks
 from vpinn.quadrature.base import PointBatch, QuadratureRule
 from vpinn.train.batching import fit
-from vpinn.train.curvature import (CurvatureChunk, active_rows, curvature_chunks, gram_matrix, solve_dense,
-                                   solve_woodbury, square_root_rows)
+from vpinn.train.curvature import CurvatureChunk, active_rows, curvature_chunks, jacobian_sums, solve_dense, solve_woodbury
 from vpinn.train.estimate import flat_gradient, full_loss_backward, minibatch_loss, sum_gradients
 from vpinn.train.optimizers import StepReport, TrainingProblem
 
@@ -113,17 +112,19 @@ class Engd:
         self.passes += 1 if self.gradient_points == 0 else self.gradient_points * group.size / self.volume.rule.size
         return loss, gradients[0], gradients[0] + gradients[1]
 
-    def _direction(self, pieces: list[CurvatureChunk], rows: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
+    def _direction(self, pieces: list[CurvatureChunk], gradient: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The damped direction ``(G + lam I)^-1 g`` and the Gram sample's own energy gradient
+        (for the line search), from one pass over the sample's Jacobians."""
         group = self.problem.group
         points = self.gram_rule.size if self.gram_rule is not None else fit(self.gram_points, self.problem.samplers[0]) * group.size
-        count = points * len(rows)  # over all ranks, so that every rank picks the same solver
+        count = points * len(active_rows(pieces, group))  # over all ranks, so that every rank picks the same solver
         woodbury = self.solver == "woodbury" or (self.solver == "auto" and self.damping > 0 and count < len(gradient))
+        sums = jacobian_sums(pieces, self.problem.trial, factored=woodbury, group=group)
         if woodbury:
-            square_root = square_root_rows(pieces, rows, group)
-            scale = float((square_root * square_root).sum()) / len(gradient)
-            return solve_woodbury(square_root, gradient, self.damping * self.boost * scale)
-        gram = gram_matrix(pieces, rows, group)
-        return solve_dense(gram, gradient, self.damping * self.boost * float(gram.diagonal().mean()))
+            scale = float((sums.matrix * sums.matrix).sum()) / len(gradient)
+            return solve_woodbury(sums.matrix, gradient, self.damping * self.boost * scale), sums.slope_gradient
+        damping = self.damping * self.boost * float(sums.matrix.diagonal().mean())
+        return solve_dense(sums.matrix, gradient, damping), sums.slope_gradient
 
     def _move(self, start: list[torch.Tensor], direction: torch.Tensor, eta: float) -> None:
         """``theta = start - eta * direction``, in place (``start`` itself for ``eta = 0``)."""
@@ -148,31 +149,34 @@ class Engd:
         return cached
 
     def _energy_changes(self, pieces: list[CurvatureChunk], direction: torch.Tensor, volume_gradient: torch.Tensor,
-                        loads: list[tuple]) -> list[float]:
+                        sample_gradient: torch.Tensor, loads: list[tuple]) -> list[float]:
         """The estimated ``E(theta - eta d) - E(theta)`` for every ``eta`` of :data:`STEPS`: each
         rank sums its Gram points and its share of the load rules, the sums are summed over the
-        ranks, and the exact linear part ``-eta g.d`` is added once."""
+        ranks, and the exact linear part ``-eta g.d`` is added once.  The sample's own linear
+        part, ``sum_i w_i e'_i . (-eta J_i d) = -eta g_sample.d``, is taken out of the sampled sum
+        with ``sample_gradient`` (already summed over the ranks, so added on rank 0 only)."""
+        group = self.problem.group
         linear = float(volume_gradient @ direction)
-        tangents = [p.jacobian @ direction for p in pieces]  # J_i d (b, q)
+        sample_linear = float(sample_gradient @ direction) if group.rank == 0 else 0.0
         start = [p.detach().clone() for p in self.parameters]
         changes = []
         for eta in STEPS:
             self._move(start, direction, eta)
             total = torch.zeros((), dtype=torch.float64, device=direction.device)
             with torch.no_grad():
-                for piece, tangent in zip(pieces, tangents):
+                for piece in pieces:
                     u, grad_u = self.problem.trial(piece.batch.points)
                     dz = torch.cat([u, grad_u.reshape(u.shape[0], -1)], dim=1) - piece.z
-                    remainder = (piece.slope * (dz + eta * tangent)).sum(1)
+                    first = (piece.slope * dz).sum(1)
                     quadratic = 0.5 * (dz[:, None, :] @ piece.hessian @ dz[:, :, None])[:, 0, 0]
-                    total += (piece.weights * (remainder + quadratic)).sum(dtype=torch.float64)
+                    total += (piece.weights * (first + quadratic)).sum(dtype=torch.float64)
                 for form, batch, before in loads:
                     after = self.problem.trial.value(batch.points)
                     change = form.density(batch, after, None) - form.density(batch, before, None)
                     total += (batch.weights * change).sum(dtype=torch.float64)
-            changes.append(total)
+            changes.append(total + eta * sample_linear)
         self._move(start, direction, 0.0)
-        sampled = self.problem.group.sum_(torch.stack(changes)).tolist()
+        sampled = group.sum_(torch.stack(changes)).tolist()
         return [part - eta * linear for part, eta in zip(sampled, STEPS)]
 
     def _gram_sample(self) -> tuple[PointBatch, float]:
@@ -207,8 +211,8 @@ class Engd:
         loss, volume_gradient, gradient = self._checked_gradient()
         sample, factor = self._gram_sample()
         pieces = curvature_chunks(self.volume.form, self.problem.trial, sample, factor, self.chunk)
-        direction = self._direction(pieces, active_rows(pieces, self.problem.group), gradient)
-        changes = self._energy_changes(pieces, direction, volume_gradient, self._load_values())
+        direction, sample_gradient = self._direction(pieces, gradient)
+        changes = self._energy_changes(pieces, direction, volume_gradient, sample_gradient, self._load_values())
         best = min(range(len(STEPS)), key=changes.__getitem__)
         eta = STEPS[best] if changes[best] < 0 else 0.0
         if eta > 0:
