@@ -103,7 +103,8 @@ def test_bundled_elasticity_problems_load():
 
 GRID = (9, 7, 6)
 REDUCED_SPHERE = {
-    "quadrature.cells": [16, 12, 12], "quadrature.boundary.cells": [8, 8], "quadrature.finish.cells": [4, 3, 3],
+    "quadrature.cells": [16, 12, 12], "quadrature.order": 3, "quadrature.boundary.cells": [8, 8],
+    "quadrature.finish.cells": [4, 3, 3],
     "quadrature.evaluation.cells": [8, 6, 6], "quadrature.evaluation.order": 3, "train.phase[0].steps": 500,
     "train.batch": 2048, "train.boundary_batch": 512, "train.phase[1].steps": 10, "train.max_time": 0,
     "train.eval_every": 250, "output.grid": list(GRID),
