@@ -16,7 +16,7 @@ One step, with ``theta`` the network's parameters:
    auxiliary Gauss rule reaches 4.6e-6).
 3. **Direction** ``d = (G + lam I)^-1 g``, ``lam = damping * boost * tr(G)/P``: a dense Cholesky
    solve, or the Woodbury form when the sample has fewer rows than there are parameters.
-4. **Line search** over ``eta in {1, 1/2, ..., 2^-10}`` on the change of the energy, estimated on
+4. **Line search** over ``eta in {4, 2, 1, 1/2, ..., 2^-10}`` on the change of the energy, estimated on
    the Gram sample with a control variate: for an energy quadratic in ``z = (u, grad u)``,
    ``E(theta - eta d) - E(theta) = sum_i w_i [e'_i . dz_i + dz_i^T H_i dz_i / 2]``, and the
    linear part of ``dz_i``, ``-eta J_i d``, sums over the whole rule to ``-eta g.d`` exactly; only
@@ -24,7 +24,12 @@ One step, with ``theta`` the network's parameters:
    (near the minimum, where a plain sampled difference would be pure noise).  Boundary terms
    (loads, linear in u) are summed over their whole rules.
 5. If no ``eta`` lowers the estimate the step is rejected; the damping adapts as in
-   Levenberg-Marquardt (divided by 4 after full steps, raised after short or rejected ones).
+   Levenberg-Marquardt: its factor ``boost`` is divided by the ``eta`` taken (the step length
+   the line search chose says how far the damped step fell short of, or overshot, the best one:
+   ``eta = 2`` halves the damping, ``eta = 1/4`` quadruples it) and raised 16-fold after a
+   rejected step.  Measured on the Poisson cube (110,592-point rule, 90 steps after 500 Adam
+   steps): 5.9e-6 relative L2, against 9.8e-6 with ``eta <= 1`` and a 4-fold up-or-down
+   damping rule, which alternated between too long and too short steps.
    With exact gradients the next step's exact energy checks the last one: a step that raised it
    after all is undone (the estimate sees the curvature only on the Gram points, so it can miss
    some along d).
@@ -48,7 +53,7 @@ from vpinn.train.estimate import flat_gradient, full_loss_backward, minibatch_lo
 from vpinn.train.optimizers import StepReport, TrainingProblem
 
 #: step lengths tried by the line search
-STEPS = tuple(0.5**k for k in range(11))
+STEPS = tuple(0.5**k for k in range(-2, 11))
 
 
 class Engd:
@@ -224,10 +229,10 @@ class Engd:
                           self.passes)
 
     def _adapt_damping(self, eta: float) -> None:
-        """Levenberg-Marquardt on the damping's factor ``boost``: divided by 4 after a full step
-        (the damped model is good, down to the given damping), times 4 after a step shorter than
-        1, times 16 after one shorter than 1/4 or a rejected one."""
-        factor = 0.25 if eta == 1.0 else 4.0 if eta >= 0.25 else 16.0
+        """Levenberg-Marquardt on the damping's factor ``boost``: divided by the step length
+        taken (a longer step than 1 says the damping held the step back, a shorter one that it let
+        it overshoot), times 16 after a rejected step; never below the given damping."""
+        factor = 1.0 / eta if eta > 0 else 16.0
         self.boost = max(1.0, min(self.boost * factor, 1e8))
 
     def state_dict(self) -> dict:
