@@ -3,10 +3,8 @@
 :class:`BatchPlan` holds the terms' batch sizes during a minibatch phase and decides changes from
 the noise diagnostics (:mod:`vpinn.train.noise`):
 
-* ``auto``: keep the update's signal-to-noise ratio ``|E g|^2 / tr Cov(g_b)`` at or above
-  ``threshold``: since ``tr Cov(g_b) = tr Σ / b``, SNR(b) = b |E g|^2 / tr Σ; when the averaged
-  estimate falls below the threshold every batch doubles (small batches early, when the signal is
-  strong; large ones near the minimum), up to ``maximum`` points for the volume term;
+* ``auto``: double every batch whenever a doubling raises the expected decrease of the loss per
+  second (:func:`doubling_gain`), up to ``maximum`` points for the volume term;
 * ``term_allocation = "neyman"``: the total batch is split over the terms ``∝`` each term's
   per-point standard deviation ``s_t`` (Neyman's rule for ``sum_t s_t^2 / b_t``), from the
   measured spread of its points' contributions;
@@ -15,6 +13,23 @@ the noise diagnostics (:mod:`vpinn.train.noise`):
 * the learning rate scales with the volume batch: ``sqrt`` (Adam in the noise-dominated regime,
   whose effective step grows like sqrt(b)), ``linear`` (SGD) or ``none``, relative to the batch
   the learning rate was given for.
+
+The ``auto`` rule.  Adam's update is ``η m / sqrt(v)`` with ``v ≈ E g_b^2 = |E g|^2 + tr Σ / b``
+(``Σ`` the per-point gradient covariance), so the expected first-order decrease of one step is
+``η |E g|^2 / sqrt(|E g|^2 + tr Σ / b) = η |E g| / sqrt(1 + B / b)``, with the noise scale
+``B = tr Σ / |E g|^2`` (McCandlish et al. 2018): it grows like ``sqrt(b / B)`` while ``b << B``
+and saturates at ``η |E g|`` once ``b >> B``.  A step of b points costs ``c0 + c1 b`` seconds,
+``c1 (b_o + b)`` with ``b_o = c0 / c1`` the step's overhead in points (``overhead``: logging,
+diagnostics, evaluations and kernel launches spread over the steps; ``run.py batches`` fits it
+from its fixed batches).  The decrease per second ``λ(b) sqrt(b / (b + B)) / (b + b_o)``
+(``λ`` the learning-rate factor of ``lr_scaling``) is largest, for ``λ = 1``, at
+``b* = (sqrt(B^2 + 8 B b_o) - B) / 4``: about ``sqrt(B b_o / 2)`` while ``B << b_o``, tending to
+``b_o`` as ``B`` grows.  So the batch stays small while the signal is strong, grows as the noise
+takes over near the minimum, and stops near ``b_o``: beyond it a step costs ``∝ b`` while Adam's
+normalised step gains at most ``sqrt(2)`` per doubling.  (The model is first order: with
+``lr_scaling = "sqrt"`` it predicts growth without end, since it omits the learning rate's
+stability limit, so ``"none"`` is the default.)  The doubling test uses the measured SNR
+``s = b / B`` alone (:func:`doubling_gain`), finite even when the averaged signal is not positive.
 
 Decisions need two numbers on the host, read at diagnostic steps only (every ``log_every`` steps,
 when the loop reads the loss anyway).
@@ -43,16 +58,29 @@ def fit(batch: int, sampler: Sampler) -> int:
     return max(sampler.minimum, granule * max(1, round(batch / granule)))
 
 
+LR_FACTORS = {"sqrt": math.sqrt, "linear": lambda ratio: ratio, "none": lambda ratio: 1.0}
+
+
+def doubling_gain(batch: int, snr: float, overhead: float, lr_scaling: str = "none") -> float:
+    """The factor by which doubling ``batch`` changes the expected decrease of the loss per second
+    (module docstring): ``λ(2b)/λ(b) · sqrt(2 (1 + s) / (1 + 2 s)) · (b + b_o) / (2 b + b_o)``
+    with ``s = b / B`` the measured SNR at ``batch`` (clamped at 0: the signal not resolved) and
+    ``b_o = overhead``; a doubling pays when it is above 1."""
+    s = max(snr, 0.0)
+    lr_ratio = LR_FACTORS[lr_scaling](2.0)
+    return lr_ratio * math.sqrt(2 * (1 + s) / (1 + 2 * s)) * (batch + overhead) / (2 * batch + overhead)
+
+
 class BatchPlan:
     """The batch of each term and how they change (module docstring)."""
 
     def __init__(self, batches: Sequence[int], samplers: Sequence[Sampler], *, maximum: int, micro: int,
-                 auto: bool = False, threshold: float = 1.0, lr_scaling: str = "sqrt", term_allocation: str = "fixed",
+                 auto: bool = False, overhead: float = 4096.0, lr_scaling: str = "none", term_allocation: str = "fixed",
                  average: float = 0.7):
         self.samplers = list(samplers)
         self.batches = [fit(b, s) for b, s in zip(batches, self.samplers)]
         self.reference = self.batches[0]
-        self.maximum, self.micro, self.auto, self.threshold = maximum, micro, auto, threshold
+        self.maximum, self.micro, self.auto, self.overhead = maximum, micro, auto, overhead
         self.lr_scaling, self.term_allocation, self.average = lr_scaling, term_allocation, average
         self.per_point: float | None = None  # averaged tr Σ, per point of the volume batch
         self.signal: float | None = None  # averaged |E g|^2
@@ -64,8 +92,7 @@ class BatchPlan:
         return self.auto or self.term_allocation == "neyman"
 
     def lr_factor(self) -> float:
-        ratio = self.batches[0] / self.reference
-        return {"sqrt": math.sqrt(ratio), "linear": ratio, "none": 1.0}[self.lr_scaling]
+        return LR_FACTORS[self.lr_scaling](self.batches[0] / self.reference)
 
     def pieces(self, term: int, batch: int | None = None) -> list[int]:
         """Micro-batch sizes whose draws make up ``batch`` (default: the term's batch) points."""
@@ -97,10 +124,12 @@ class BatchPlan:
             note = self._allocate([float(s) for s in spreads])
         if self.auto and self.since_change >= 2 and self.batches[0] < self.maximum:
             snr = self.batches[0] * self.signal / max(self.per_point, 1e-300)
-            if snr < self.threshold:
+            gain = doubling_gain(self.batches[0], snr, self.overhead, self.lr_scaling)
+            if gain > 1:
                 grown = [fit(min(2 * b, self.maximum) if k == 0 else 2 * b, s)
                          for k, (b, s) in enumerate(zip(self.batches, self.samplers))]
-                note = f"batch {self.batches[0]:,} -> {grown[0]:,} (gradient SNR {snr:.3g} < {self.threshold:g})"
+                note = (f"batch {self.batches[0]:,} -> {grown[0]:,} (gradient SNR {snr:.3g}: a doubling gives "
+                        f"{gain:.3f} times the decrease per second)")
                 self.batches, self.since_change = grown, 0
         return note
 
