@@ -33,7 +33,7 @@ DEFAULT_BATCH = {"cpu": 8192, "cuda": 131072}
 #: ``train.step_overhead`` where the file leaves it out (0): a step's fixed cost in points,
 #: ``c0 / c1`` of its time ``c0 + c1 b`` (CPU: fitted by ``run.py batches`` on poisson_cube,
 #: one thread; CUDA: from ``results/reference/bench_h200.md``, 4.8 ms at b = 1e5, 12.3 ms at 1e6)
-DEFAULT_STEP_OVERHEAD = {"cpu": 4096, "cuda": 524288}
+DEFAULT_STEP_OVERHEAD = {"cpu": 2048, "cuda": 524288}
 #: the largest memory size a problem file may name (2^64 bytes)
 MAX_BYTES = 2**64
 #: the most points a rule may have: the sampler sweeps int64 positions below 2^ceil(log2 N)

@@ -15,21 +15,23 @@ the noise diagnostics (:mod:`vpinn.train.noise`):
   the learning rate was given for.
 
 The ``auto`` rule.  Adam's update is ``η m / sqrt(v)`` with ``v ≈ E g_b^2 = |E g|^2 + tr Σ / b``
-(``Σ`` the per-point gradient covariance), so the expected first-order decrease of one step is
-``η |E g|^2 / sqrt(|E g|^2 + tr Σ / b) = η |E g| / sqrt(1 + B / b)``, with the noise scale
-``B = tr Σ / |E g|^2`` (McCandlish et al. 2018): it grows like ``sqrt(b / B)`` while ``b << B``
-and saturates at ``η |E g|`` once ``b >> B``.  A step of b points costs ``c0 + c1 b`` seconds,
-``c1 (b_o + b)`` with ``b_o = c0 / c1`` the step's overhead in points (``overhead``: logging,
-diagnostics, evaluations and kernel launches spread over the steps; ``run.py batches`` fits it
-from its fixed batches).  The decrease per second ``λ(b) sqrt(b / (b + B)) / (b + b_o)``
-(``λ`` the learning-rate factor of ``lr_scaling``) is largest, for ``λ = 1``, at
-``b* = (sqrt(B^2 + 8 B b_o) - B) / 4``: about ``sqrt(B b_o / 2)`` while ``B << b_o``, tending to
-``b_o`` as ``B`` grows.  So the batch stays small while the signal is strong, grows as the noise
-takes over near the minimum, and stops near ``b_o``: beyond it a step costs ``∝ b`` while Adam's
-normalised step gains at most ``sqrt(2)`` per doubling.  (The model is first order: with
-``lr_scaling = "sqrt"`` it predicts growth without end, since it omits the learning rate's
-stability limit, so ``"none"`` is the default.)  The doubling test uses the measured SNR
-``s = b / B`` alone (:func:`doubling_gain`), finite even when the averaged signal is not positive.
+(``Σ`` the per-point gradient covariance): its first-order decrease of the loss is
+``η a(b)``, ``a(b) = |E g|^2 / sqrt(|E g|^2 + tr Σ / b)``, and the normalised step's size, hence
+its second-order cost ``c η^2``, hardly depends on b.  At the best learning rate for the batch
+(``η = a / 2c``) a step gains ``a^2 / 4c ∝ 1 / (1 + B / b)``, the form McCandlish et al. (2018)
+derive for SGD, with the noise scale ``B = tr Σ / |E g|^2``.  A step of b points costs
+``c0 + c1 b`` seconds, ``c1 (b + b_o)`` with ``b_o = c0 / c1`` the step's overhead in points
+(``overhead``: logging, diagnostics, evaluations and kernel launches spread over the steps;
+``run.py batches`` fits it from its fixed batches).  The gain per second
+``b / ((b + B) (b + b_o))`` is largest at ``b* = sqrt(B b_o)``, and a doubling pays exactly when
+``2 b^2 < B b_o``: the batch stays small while the signal is strong (``B`` small), and grows as the
+noise takes over near the minimum (``B`` grows, without bound once the averaged signal is no
+longer resolved: only larger batches then make progress at the scheduled learning rate), up to
+``maximum``.  On a CPU (``b_o`` ~ 10^3) growth comes later than on a GPU (~ 5 * 10^5), where a
+step costs about the same for every b below ``b_o``.  The learning rate stays the schedule's
+(``lr_scaling = "none"``): the best learning rate grows like ``sqrt(b)`` in this model, but the
+model omits the stability limit that bounds it.  The doubling test uses the measured SNR
+``s = b / B`` (:func:`doubling_gain`), finite even when the averaged signal is not positive.
 
 Decisions need two numbers on the host, read at diagnostic steps only (every ``log_every`` steps,
 when the loop reads the loss anyway).
@@ -61,14 +63,13 @@ def fit(batch: int, sampler: Sampler) -> int:
 LR_FACTORS = {"sqrt": math.sqrt, "linear": lambda ratio: ratio, "none": lambda ratio: 1.0}
 
 
-def doubling_gain(batch: int, snr: float, overhead: float, lr_scaling: str = "none") -> float:
-    """The factor by which doubling ``batch`` changes the expected decrease of the loss per second
-    (module docstring): ``λ(2b)/λ(b) · sqrt(2 (1 + s) / (1 + 2 s)) · (b + b_o) / (2 b + b_o)``
-    with ``s = b / B`` the measured SNR at ``batch`` (clamped at 0: the signal not resolved) and
-    ``b_o = overhead``; a doubling pays when it is above 1."""
+def doubling_gain(batch: int, snr: float, overhead: float) -> float:
+    """The factor by which doubling ``batch`` changes the expected gain of the loss per second
+    (module docstring): ``2 (1 + s) / (1 + 2 s) · (b + b_o) / (2 b + b_o)`` with ``s = b / B`` the
+    measured SNR at ``batch`` (clamped at 0: the signal not resolved) and ``b_o = overhead``; a
+    doubling pays when it is above 1, i.e. when ``2 b^2 < B b_o``."""
     s = max(snr, 0.0)
-    lr_ratio = LR_FACTORS[lr_scaling](2.0)
-    return lr_ratio * math.sqrt(2 * (1 + s) / (1 + 2 * s)) * (batch + overhead) / (2 * batch + overhead)
+    return 2 * (1 + s) / (1 + 2 * s) * (batch + overhead) / (2 * batch + overhead)
 
 
 class BatchPlan:
@@ -124,12 +125,12 @@ class BatchPlan:
             note = self._allocate([float(s) for s in spreads])
         if self.auto and self.since_change >= 2 and self.batches[0] < self.maximum:
             snr = self.batches[0] * self.signal / max(self.per_point, 1e-300)
-            gain = doubling_gain(self.batches[0], snr, self.overhead, self.lr_scaling)
+            gain = doubling_gain(self.batches[0], snr, self.overhead)
             if gain > 1:
                 grown = [fit(min(2 * b, self.maximum) if k == 0 else 2 * b, s)
                          for k, (b, s) in enumerate(zip(self.batches, self.samplers))]
                 note = (f"batch {self.batches[0]:,} -> {grown[0]:,} (gradient SNR {snr:.3g}: a doubling gives "
-                        f"{gain:.3f} times the decrease per second)")
+                        f"{gain:.3f} times the gain per second)")
                 self.batches, self.since_change = grown, 0
         return note
 
