@@ -138,6 +138,27 @@ def test_a_diagnosed_step_takes_the_same_step_as_a_plain_one(small_problem):
     assert torch.allclose(weights[0], weights[1], rtol=1e-9, atol=1e-12)
 
 
+def test_a_doubling_halves_adams_second_moments(small_problem):
+    """Two runs of 3 steps, diagnosing every second: with growth on, the batch doubles after the
+    second diagnostic (step 3) and Adam's v (noise part ∝ 1/b) is halved; its m and the weights
+    are those of the run that keeps the batch."""
+    overrides = {"train.batch": "auto", "train.batch_start": 64, "train.steps": 3, "train.log_every": 2,
+                 "train.step_overhead": 10**9, "train.dtype": "float64"}
+    optimizers = []
+    for grow in (True, False):
+        trainer = trainer_for(small_problem, overrides)
+        optimizer = trainer.phases[0].optimizer
+        optimizer.plan.auto = grow
+        trainer.run()
+        optimizers.append(optimizer)
+    assert [o.plan.batches[0] for o in optimizers] == [128, 64]
+    for grown, kept in zip(*(list(o.adam.state.values()) for o in optimizers)):
+        assert torch.equal(grown["exp_avg"], kept["exp_avg"])
+        assert torch.allclose(grown["exp_avg_sq"], 0.5 * kept["exp_avg_sq"], rtol=1e-15, atol=0)
+    for grown, kept in zip(*(o.problem.parameters for o in optimizers)):
+        assert torch.equal(grown, kept)
+
+
 def test_history_carries_the_noise_columns(small_problem):
     trainer = trainer_for(small_problem, {"train.clip": "auto"})
     trainer.run()

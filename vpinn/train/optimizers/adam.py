@@ -139,11 +139,23 @@ class Adam:
             report.diagnostics["clip_rate"] = self.clipped / max(1, self.diagnose_every)
         if noise is not None:
             self.clipped = torch.zeros_like(self.clipped)
+            before = plan.batches[0]
             note = plan.update(noise, self._spreads)
+            if plan.batches[0] != before:
+                self._rescale_second_moments(before / plan.batches[0])
             if note:
                 self.notes.append(f"step {self.count}: {note}")
                 report.note = note
         return report
+
+    def _rescale_second_moments(self, ratio: float) -> None:
+        """Scale Adam's second moments ``v ≈ |E g|^2 + tr Σ / b`` by ``ratio = b / b'`` on a batch
+        change: exact for the noise part, which dominates when the plan grows the batch; without
+        it ``v`` would remember the smaller batch's noise for ~1 / (1 - beta2) = 1,000 steps and
+        shrink every step by up to ``sqrt(b' / b)`` (a device operation: nothing is read back)."""
+        moments = [state["exp_avg_sq"] for state in self.adam.state.values() if "exp_avg_sq" in state]
+        if moments:
+            torch._foreach_mul_(moments, ratio)
 
     def _clip(self) -> torch.Tensor:
         """Clip the gradients as ``clip`` says; their norm before clipping."""
