@@ -11,7 +11,7 @@ the noise diagnostics (:mod:`vpinn.train.noise`: the trace of the gradient covar
 signal ``|E g|^2``, the SNR and the noise scale); the step then uses their weighted mean, the
 same estimate as one draw (with several ranks each half is summed over the ranks, exactly,
 before the statistics, so that they are those of the global halves).  The batch plan (:mod:`vpinn.train.batching`) may then change the
-batches.  Clipping is off (0), at a fixed norm, or ``"auto"``: at a running estimate of the true
+batches; a change from b to b' points scales Adam's second moments by b / b' (their noise part).  Clipping is off (0), at a fixed norm, or ``"auto"``: at a running estimate of the true
 gradient's norm ``|E g|`` (the best threshold of the simple noisy-quadratic model), the averaged
 ``|g|^2`` debiased by the latest noise trace; the report says how often it acted.
 
