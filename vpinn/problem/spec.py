@@ -610,7 +610,7 @@ class TrainSpec:
     ``allocation``, ``refresh_every`` and ``uniform_mix`` configure the stratified and importance
     samplers.  ``batch = "auto"`` starts at ``batch_start`` and doubles whenever, by the measured
     gradient noise scale and ``step_overhead`` (a step's fixed cost in points; 0: the device's
-    :data:`DEFAULT_STEP_OVERHEAD`), a doubling raises the expected decrease of the loss per
+    :data:`DEFAULT_STEP_OVERHEAD`), a doubling raises the expected gain of the loss per
     second (:mod:`vpinn.train.batching`), up to ``batch_max`` (0: the
     training rule's size); ``micro_batch`` is the most points evaluated at once (0: the whole
     batch, or ``chunk`` for ``"auto"``), larger batches accumulate gradients over micro-batches.  ``lr_scaling`` rescales Adam's

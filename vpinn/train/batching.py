@@ -1,10 +1,11 @@
-"""Batch sizes as a measured choice: SNR-driven growth, micro-batches, learning-rate coupling.
+"""Batch sizes as a measured choice: growth by the noise scale and the step's cost, micro-batches, learning-rate coupling.
 
 :class:`BatchPlan` holds the terms' batch sizes during a minibatch phase and decides changes from
 the noise diagnostics (:mod:`vpinn.train.noise`):
 
-* ``auto``: double every batch whenever a doubling raises the expected decrease of the loss per
-  second (:func:`doubling_gain`), up to ``maximum`` points for the volume term;
+* ``auto``: double every batch whenever a doubling raises the expected gain of the loss per
+  second (:func:`doubling_gain`), up to ``maximum`` points for the volume term (Adam then scales
+  its second moments by the batch ratio, :mod:`vpinn.train.optimizers.adam`);
 * ``term_allocation = "neyman"``: the total batch is split over the terms ``∝`` each term's
   per-point standard deviation ``s_t`` (Neyman's rule for ``sum_t s_t^2 / b_t``), from the
   measured spread of its points' contributions;
@@ -28,8 +29,8 @@ derive for SGD, with the noise scale ``B = tr Σ / |E g|^2``.  A step of b point
 noise takes over near the minimum (``B`` grows, without bound once the averaged signal is no
 longer resolved: only larger batches then make progress at the scheduled learning rate), up to
 ``maximum``.  On a CPU (``b_o`` ~ 10^3) growth comes later than on a GPU (~ 5 * 10^5), where a
-step costs about the same for every b below ``b_o``.  The learning rate stays the schedule's
-(``lr_scaling = "none"``): the best learning rate grows like ``sqrt(b)`` in this model, but the
+step costs about the same for every b below ``b_o``.  By default the learning rate stays the
+schedule's (``lr_scaling = "none"``): the best learning rate grows like ``sqrt(b)`` in this model, but the
 model omits the stability limit that bounds it.  The doubling test uses the measured SNR
 ``s = b / B`` (:func:`doubling_gain`), finite even when the averaged signal is not positive.
 
@@ -86,6 +87,7 @@ class BatchPlan:
         self.per_point: float | None = None  # averaged tr Σ, per point of the volume batch
         self.signal: float | None = None  # averaged |E g|^2
         self.since_change = 0
+        self.growth = 1.0  # b / b' of the volume batch's doubling at the latest update (1: none)
 
     @property
     def adaptive(self) -> bool:
@@ -111,6 +113,7 @@ class BatchPlan:
     def update(self, noise: dict[str, torch.Tensor], spreads: Sequence[torch.Tensor]) -> str | None:
         """Fold one diagnostic in; change the batches if the rules say so.  Returns a note of the
         change (for the log) or None."""
+        self.growth = 1.0
         if not self.adaptive:
             return None
         per_point, signal = float(noise["grad_trace"]) * self.batches[0], float(noise["grad_signal"])
@@ -131,6 +134,7 @@ class BatchPlan:
                          for k, (b, s) in enumerate(zip(self.batches, self.samplers))]
                 note = (f"batch {self.batches[0]:,} -> {grown[0]:,} (gradient SNR {snr:.3g}: a doubling gives "
                         f"{gain:.3f} times the gain per second)")
+                self.growth = self.batches[0] / grown[0]
                 self.batches, self.since_change = grown, 0
         return note
 
