@@ -13,7 +13,7 @@ from conftest import assembled, trainer_for
 from test_sampling import RULE, peaked
 from test_train import Interrupt, stop_at
 from vpinn.sampling.two_stage import TwoStageSampler, fit_between_within
-from vpinn.train.batching import BatchPlan, split
+from vpinn.train.batching import BatchPlan, doubling_gain, split
 from vpinn.train.checkpoint import load_checkpoint
 from vpinn.train.estimate import flat_gradient, minibatch_backward
 from vpinn.train.noise import noise_statistics
@@ -40,17 +40,64 @@ class Fixed:
     granule, minimum = 1, 1
 
 
-def test_the_batch_doubles_when_the_snr_falls_below_the_threshold_and_scales_the_lr():
-    plan = BatchPlan([512, 64], [Fixed(), Fixed()], maximum=2048, micro=10**9, auto=True, threshold=1.0)
-    high = {"grad_trace": torch.tensor(0.1), "grad_signal": torch.tensor(1.0)}  # SNR 10
-    low = {"grad_trace": torch.tensor(1.0), "grad_signal": torch.tensor(0.2)}  # SNR 0.2
-    assert plan.update(high, []) is None and plan.update(high, []) is None and plan.batches == [512, 64]
-    for _ in range(6):
-        plan.update(low, [])
-    assert plan.batches == [2048, 256]  # doubled twice (two diagnostics between changes), then capped
-    assert plan.lr_factor() == pytest.approx(2.0)  # sqrt(2048 / 512)
+def gain_per_second(batch: float, noise_scale: float, overhead: float) -> float:
+    """Adam's gain per step at its best learning rate, b / (b + B), over the step's cost b + b_o."""
+    return batch / (batch + noise_scale) / (batch + overhead)
+
+
+def test_the_doubling_gain_is_the_ratio_of_the_gains_per_second():
+    for batch, noise_scale, overhead in ((1024, 4096, 4096), (256, 64, 4096), (8192, 10**6, 2**19)):
+        ratio = gain_per_second(2 * batch, noise_scale, overhead) / gain_per_second(batch, noise_scale, overhead)
+        assert doubling_gain(batch, batch / noise_scale, overhead) == pytest.approx(ratio, rel=1e-12)
+    assert doubling_gain(1024, 0.25, 4096) == pytest.approx(2 * 1.25 / 1.5 * 5120 / 6144, rel=1e-12)
+    assert doubling_gain(1024, -3.0, 4096) == pytest.approx(2 * 5120 / 6144, rel=1e-12)  # signal unresolved: s = 0
+
+
+def constant_noise(per_point: float, signal: float, batch: int) -> dict[str, torch.Tensor]:
+    """Noise statistics of a batch of ``batch`` points: tr Cov = per_point / b, |E g|^2 = signal."""
+    return {"grad_trace": torch.tensor(per_point / batch), "grad_signal": torch.tensor(signal)}
+
+
+@pytest.mark.parametrize("noise_scale, settled", [(64.0, 512), (1000.0, 2048), (10000.0, 8192), (-1.0, 16384)])
+def test_auto_batch_settles_where_the_gain_per_second_peaks(noise_scale, settled):
+    """b_o = 4096, from 256: B = 64, 1000 and 10,000 settle at 512, 2048 and 8192, the powers of two
+    beside b* = sqrt(B b_o) = 512, 2024 and 6400 with the larger gain per second; an unresolved
+    signal (|E g|^2 < 0 measured) grows to the maximum, 16,384."""
+    plan = BatchPlan([256, 64], [Fixed(), Fixed()], maximum=16384, micro=10**9, auto=True, overhead=4096)
+    signal = 1.0 if noise_scale > 0 else -0.1
+    for _ in range(40):
+        plan.update(constant_noise(abs(noise_scale), signal, plan.batches[0]), [])
+    assert plan.batches == [settled, settled // 4]  # the boundary batch doubles with the volume batch
+    if noise_scale > 0:
+        rates = {b: gain_per_second(b, noise_scale, 4096) for b in (settled // 2, settled, 2 * settled)}
+        assert rates[settled] == max(rates.values())
+    assert plan.lr_factor() == 1.0  # lr_scaling = "none", the default
+    plan.lr_scaling = "sqrt"
+    assert plan.lr_factor() == pytest.approx(math.sqrt(settled / 256))
     plan.lr_scaling = "linear"
-    assert plan.lr_factor() == pytest.approx(4.0)
+    assert plan.lr_factor() == pytest.approx(settled / 256)
+
+
+def test_auto_batch_on_a_noisy_quadratic_settles_at_the_batch_its_true_noise_scale_predicts():
+    """Gradients of a quadratic at a fixed point, g = G + noise of per-point covariance diag(σ²),
+    drawn as two half batches and measured by the diagnostics: with B = tr Σ / |G|^2 = 1000 and
+    b_o = 4096 the plan settles at 2048, as the exact statistics say (previous test)."""
+    generator = torch.Generator().manual_seed(3)
+    dimension = 200
+    mean = torch.randn(dimension, generator=generator, dtype=torch.float64)
+    spread = torch.rand(dimension, generator=generator, dtype=torch.float64) + 0.5
+    spread *= math.sqrt(1000.0 * float(mean.square().sum()) / float(spread.square().sum()))  # B = 1000
+    plan = BatchPlan([256], [Fixed()], maximum=2**20, micro=10**9, auto=True, overhead=4096)
+    measured = []
+    for _ in range(60):
+        halves = (plan.batches[0] // 2, plan.batches[0] // 2)
+        g1, g2 = (mean + spread * torch.randn(dimension, generator=generator, dtype=torch.float64) / math.sqrt(h)
+                  for h in halves)
+        stats = noise_statistics(g1, g2, halves)
+        measured.append(float(stats["noise_scale"]))
+        plan.update(stats, [])
+    assert plan.batches == [2048]
+    assert 700 < float(np.median(measured)) < 1400  # the measured B, from single pairs of halves
 
 
 def test_neyman_allocation_splits_the_batch_by_the_terms_noise():
@@ -91,6 +138,27 @@ def test_a_diagnosed_step_takes_the_same_step_as_a_plain_one(small_problem):
     assert torch.allclose(weights[0], weights[1], rtol=1e-9, atol=1e-12)
 
 
+def test_a_doubling_halves_adams_second_moments(small_problem):
+    """Two runs of 3 steps, diagnosing every second: with growth on, the batch doubles after the
+    second diagnostic (step 3) and Adam's v (noise part ∝ 1/b) is halved; its m and the weights
+    are those of the run that keeps the batch."""
+    overrides = {"train.batch": "auto", "train.batch_start": 64, "train.steps": 3, "train.log_every": 2,
+                 "train.step_overhead": 10**9, "train.dtype": "float64"}
+    optimizers = []
+    for grow in (True, False):
+        trainer = trainer_for(small_problem, overrides)
+        optimizer = trainer.phases[0].optimizer
+        optimizer.plan.auto = grow
+        trainer.run()
+        optimizers.append(optimizer)
+    assert [o.plan.batches[0] for o in optimizers] == [128, 64]
+    for grown, kept in zip(*(list(o.adam.state.values()) for o in optimizers)):
+        assert torch.equal(grown["exp_avg"], kept["exp_avg"])
+        assert torch.allclose(grown["exp_avg_sq"], 0.5 * kept["exp_avg_sq"], rtol=1e-15, atol=0)
+    for grown, kept in zip(*(o.problem.parameters for o in optimizers)):
+        assert torch.equal(grown, kept)
+
+
 def test_history_carries_the_noise_columns(small_problem):
     trainer = trainer_for(small_problem, {"train.clip": "auto"})
     trainer.run()
@@ -102,7 +170,7 @@ def test_history_carries_the_noise_columns(small_problem):
 
 def test_auto_batch_with_stratified_sampling_resumes_bit_identically(small_problem, tmp_path):
     overrides = {"train.batch": "auto", "train.batch_start": 64, "train.sampling": "stratified", "train.strata": 16,
-                 "train.clip": "auto", "train.steps": 40, "train.log_every": 2, "train.snr_threshold": 50.0}
+                 "train.clip": "auto", "train.steps": 40, "train.log_every": 2, "train.step_overhead": 10**9}
     whole = trainer_for(small_problem, overrides)
     whole.run()
     assert whole.phases[0].optimizer.plan.batches[0] > 64  # the batch grew

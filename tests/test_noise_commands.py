@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import csv
 
+import pytest
+
 from conftest import run_cli
 from vpinn.commands import main
+from vpinn.commands.batches import step_overhead
 
 
 def test_variance_writes_one_row_per_sampler_with_its_ratio_to_uniform(small_problem, tmp_path, capsys):
@@ -28,3 +31,11 @@ def test_batches_tabulates_each_batch_size_with_its_initial_noise(small_problem,
     assert float(rows[0]["initial_trace"]) > float(rows[1]["initial_trace"])  # noise falls with b
     assert float(rows[0]["updates_per_epoch"]) == 4096 / 64
     assert "log-log slope" in done.stdout and (out / "noise.png").exists() and (out / "batches.png").exists()
+
+
+def test_the_step_overhead_is_the_intercept_over_the_slope_of_the_step_time():
+    """s/step = 0.02 + 5e-6 b over three fixed batches (auto rows left out): c0 / c1 = 4,000 points."""
+    rows = [{"batch": b, "seconds_per_step": 0.02 + 5e-6 * b} for b in (1024, 4096, 16384)]
+    rows.append({"batch": "auto", "seconds_per_step": 1.0})
+    assert step_overhead(rows) == pytest.approx(4000.0, rel=1e-9)
+    assert step_overhead(rows[:1]) is None

@@ -95,6 +95,17 @@ def test_each_uniform_epoch_visits_every_point_once(size):
         assert sorted(flat[epoch * size : (epoch + 1) * size]) == list(range(size))
 
 
+def test_a_uniform_batch_of_the_whole_rule_is_the_whole_rule():
+    """After 300 points of an epoch of 1,000, a batch of 1,000 is one fresh epoch (the exact sum,
+    weight 1), not the tail of one permutation and the head of the next."""
+    sampler = UniformSampler(1000, "cpu", seed=5)
+    sampler.sample(300)
+    for _ in range(2):
+        indices, weight = sampler.sample(1000)
+        assert sorted(indices.tolist()) == list(range(1000)) and weight == 1.0
+    assert sampler.epochs == 3.0  # the first epoch's last 700 points were skipped
+
+
 def test_a_stratified_epoch_visits_every_point_once_and_every_batch_every_stratum():
     rule = GaussRule(BOX.volume_map(), (6, 6, 6), 2)  # 1,728 points
     sampler = StratifiedSampler(rule, CPU, seed=2, strata=27)

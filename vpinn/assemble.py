@@ -33,7 +33,7 @@ from vpinn.geometry.maps import ParameterMap
 from vpinn.geometry.mesh_domain import MeshDomain
 from vpinn.physics import elasticity, poisson
 from vpinn.physics.base import Physics, Term, is_zero, on_volume_rule
-from vpinn.problem.spec import DEFAULT_BATCH, VALUE_CONDITIONS, DomainSpec, ProblemSpec, RuleSpec, optimizer_options
+from vpinn.problem.spec import DEFAULT_BATCH, DEFAULT_STEP_OVERHEAD, VALUE_CONDITIONS, DomainSpec, ProblemSpec, RuleSpec, optimizer_options
 from vpinn.quadrature import ConcatRule, GaussRule, MappedRule, QuadratureRule, SimplexMeshRule, SobolRule
 from vpinn.sampling import Sampler, make_sampler
 from vpinn.train import OPTIMIZERS, Observer, Phase, Trainer, TrainingProblem
@@ -206,13 +206,14 @@ def build_trainer(spec: ProblemSpec, assembly: Assembly, *, save: Callable[[dict
 
 def batch_plan(spec: ProblemSpec, assembly: Assembly) -> BatchPlan:
     """The batch sizes of a minibatch phase and their rules (``train.batch``, ``batch_max``,
-    ``micro_batch``, ``snr_threshold``, ``lr_scaling``, ``term_allocation``)."""
+    ``micro_batch``, ``step_overhead``, ``lr_scaling``, ``term_allocation``)."""
     train, terms, auto = spec.train, assembly.terms, spec.train.batch == "auto"
     micro = train.micro_batch or (train.chunk if auto else 2**62)  # a fixed batch: at once, unless micro_batch says
     size = terms[0].rule.size
     maximum = capped("train.batch_max", train, "batch_max", size) if train.batch_max else size
     return BatchPlan([t.batch for t in terms], assembly.samplers, maximum=maximum,
-                     micro=micro, auto=auto, threshold=train.snr_threshold,
+                     micro=micro, auto=auto,
+                     overhead=train.step_overhead or DEFAULT_STEP_OVERHEAD[assembly.device.type],
                      lr_scaling=train.lr_scaling, term_allocation=train.term_allocation)
 
 

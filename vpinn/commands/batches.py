@@ -8,7 +8,9 @@ step, the peak memory, and the gradient noise: the trace of the gradient covaria
 initial network (the same network for every setting), measured in this process from
 ``--repeats`` independent batches of b points (after the adaptive samplers' warm-up draws) (the noise a batch adds, which falls as 1/b), and
 the noise scale B over the run (median of the training diagnostics).  The log-log slope of the
-initial trace against b over the fixed batches is printed (-1 for independent points).
+initial trace against b over the fixed batches is printed (-1 for independent points), and so is
+the step's overhead in points, ``c0 / c1`` of the least-squares fit ``s/step = c0 + c1 b`` over
+the fixed batches: the ``train.step_overhead`` of ``batch = "auto"`` on this machine.
 
 With ``--epochs E`` every fixed batch b trains ``E N / b`` steps (equal work: the same number of
 points for every setting; the learning-rate schedule spans them), the fair comparison of a small
@@ -122,6 +124,16 @@ def noise_slope(rows: list[dict]) -> float | None:
     return float(np.polyfit(x, y, 1)[0])
 
 
+def step_overhead(rows: list[dict]) -> float | None:
+    """``c0 / c1`` (points) of the least-squares line ``seconds per step = c0 + c1 b`` over the
+    fixed batches, or None with fewer than two sizes or a line that does not rise with b."""
+    pairs = [(r["batch"], r["seconds_per_step"]) for r in rows if isinstance(r["batch"], int)]
+    if len({b for b, _ in pairs}) < 2:
+        return None
+    slope, intercept = np.polyfit([b for b, _ in pairs], [t for _, t in pairs], 1)
+    return float(intercept / slope) if slope > 0 else None
+
+
 def run(args: argparse.Namespace) -> int:
     problem, settings, spec = load_with_exact(args, "batches")
     phases = [dataclasses.asdict(p) for p in spec.train.phases if isinstance(p, AdamPhase)]
@@ -155,12 +167,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {label:>22}: relative L2 {row['rel_l2']:.3e} after {row['steps']:,} steps "
                   f"({row['epochs']:.2f} epochs, {row['seconds_per_step'] * 1e3:.1f} ms/step), final b {row['final_batch']:,}, "
                   f"peak {row['peak_MiB']:.0f} MiB", flush=True)
-    slope = noise_slope(rows)
+    slope, overhead = noise_slope(rows), step_overhead(rows)
     write_csv(out / "batches.csv", rows)
     write_markdown(out / "batches.md", rows, COLUMNS)
     plot_error_against_time(out / "batches.png", curves, f"{spec.name}: relative L2 error, {budget:g} s per setting")
     plot_noise_against_batch(out / "noise.png", rows, slope)
     if slope is not None:
         print(f"gradient-noise trace at initialisation against b: log-log slope {slope:.3f} (independent points: -1)")
+    if overhead is not None:
+        print(f"seconds per step against b: overhead c0/c1 = {overhead:,.0f} points (train.step_overhead)")
     print(f"table and plots written to {out}/batches.md, batches.csv, batches.png and noise.png")
     return 0

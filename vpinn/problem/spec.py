@@ -30,6 +30,10 @@ LOAD_CONDITIONS: frozenset[str] = frozenset({"neumann", "traction"})
 #: ``train.batch`` where the file leaves it out: on CUDA a step costs about the same for every
 #: b <= 1e5 (kernel launches; H200: ~5 ms), so the default batch is large there
 DEFAULT_BATCH = {"cpu": 8192, "cuda": 131072}
+#: ``train.step_overhead`` where the file leaves it out (0): a step's fixed cost in points,
+#: ``c0 / c1`` of its time ``c0 + c1 b`` (CPU: fitted by ``run.py batches`` on poisson_cube,
+#: one thread; CUDA: from ``results/reference/bench_h200.md``, 4.8 ms at b = 1e5, 12.3 ms at 1e6)
+DEFAULT_STEP_OVERHEAD = {"cpu": 2048, "cuda": 524288}
 #: the largest memory size a problem file may name (2^64 bytes)
 MAX_BYTES = 2**64
 #: the most points a rule may have: the sampler sweeps int64 positions below 2^ceil(log2 N)
@@ -604,8 +608,10 @@ class TrainSpec:
     Sampling and batch control (:mod:`vpinn.sampling`, :mod:`vpinn.train.batching`):
     ``sampling`` picks the minibatch sampler; ``strata`` (0: a quarter of the batch),
     ``allocation``, ``refresh_every`` and ``uniform_mix`` configure the stratified and importance
-    samplers.  ``batch = "auto"`` starts at ``batch_start`` and doubles whenever the measured
-    gradient signal-to-noise ratio falls below ``snr_threshold``, up to ``batch_max`` (0: the
+    samplers.  ``batch = "auto"`` starts at ``batch_start`` and doubles whenever, by the measured
+    gradient noise scale and ``step_overhead`` (a step's fixed cost in points; 0: the device's
+    :data:`DEFAULT_STEP_OVERHEAD`), a doubling raises the expected gain of the loss per
+    second (:mod:`vpinn.train.batching`), up to ``batch_max`` (0: the
     training rule's size); ``micro_batch`` is the most points evaluated at once (0: the whole
     batch, or ``chunk`` for ``"auto"``), larger batches accumulate gradients over micro-batches.  ``lr_scaling`` rescales Adam's
     learning rate with the batch (``sqrt``: by sqrt(b / b0)); ``term_allocation = "neyman"``
@@ -628,8 +634,8 @@ class TrainSpec:
     batch_start: int = 512
     batch_max: int = 0
     micro_batch: int = 0
-    snr_threshold: float = 1.0
-    lr_scaling: Literal["sqrt", "linear", "none"] = "sqrt"
+    step_overhead: int = 0
+    lr_scaling: Literal["sqrt", "linear", "none"] = "none"
     term_allocation: Literal["fixed", "neyman"] = "fixed"
     lr: float = 1e-3
     warmup: int = 100
@@ -655,11 +661,10 @@ class TrainSpec:
             _at_least(1, name, getattr(self, name))
         if self.batch not in ("auto", None):
             _at_least(1, "batch", self.batch)
-        for name in ("strata", "batch_max", "micro_batch"):
+        for name in ("strata", "batch_max", "micro_batch", "step_overhead"):
             _at_least(0, name, getattr(self, name))
         if not 0.1 <= self.uniform_mix <= 1:
             raise SpecError("uniform_mix", f"must be between 0.1 and 1 (the uniform share of the proposal), not {self.uniform_mix}")
-        _positive("snr_threshold", self.snr_threshold)
         if not 2 <= self.bits <= 16:
             raise SpecError("bits", f"must be between 2 and 16, not {self.bits}")
         if self.compensate and self.compression != "dither":

@@ -77,6 +77,11 @@ class EpochStream:
                 self.epoch, self.cursor = self.epoch + 1, 0
         return pieces
 
+    def next_epoch(self) -> None:
+        """Skip the rest of the current epoch (nothing if at its start)."""
+        if self.cursor:
+            self.epoch, self.cursor = self.epoch + 1, 0
+
     @property
     def epochs(self) -> float:
         """Epochs swept so far, with the fraction of the current one."""

@@ -4,7 +4,9 @@ Each epoch sweeps one swap-or-not permutation of ``[0, N)`` (:class:`~vpinn.samp
 and adds a uniformly random rotation ``r_e`` modulo N, so every drawn index is exactly uniform on
 ``[0, N)`` and ``c = N / b`` is unbiased, also for batches that span two epochs; each epoch visits
 every point once.  Any part of a batch is itself a uniform draw (the noise diagnostics split
-batches in halves).
+batches in halves).  A batch of the whole rule (``batch = "auto"`` grown to its size) starts a
+fresh epoch, so that it is the rule's exact sum rather than the tail of one permutation and the
+head of the next.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ class UniformSampler(Sampler):
         return next(key_stream(self.stream.seed, epoch, _ROTATION)) % self.size
 
     def sample(self, batch: int) -> tuple[torch.Tensor, float]:
+        if batch == self.size:
+            self.stream.next_epoch()
         pieces = [torch.remainder(values + self._rotation(epoch), self.size) for epoch, values in self.stream.take(batch)]
         return (pieces[0] if len(pieces) == 1 else torch.cat(pieces)), self.size / batch
 

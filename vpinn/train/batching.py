@@ -1,12 +1,11 @@
-"""Batch sizes as a measured choice: SNR-driven growth, micro-batches, learning-rate coupling.
+"""Batch sizes as a measured choice: growth by the noise scale and the step's cost, micro-batches, learning-rate coupling.
 
 :class:`BatchPlan` holds the terms' batch sizes during a minibatch phase and decides changes from
 the noise diagnostics (:mod:`vpinn.train.noise`):
 
-* ``auto``: keep the update's signal-to-noise ratio ``|E g|^2 / tr Cov(g_b)`` at or above
-  ``threshold``: since ``tr Cov(g_b) = tr Σ / b``, SNR(b) = b |E g|^2 / tr Σ; when the averaged
-  estimate falls below the threshold every batch doubles (small batches early, when the signal is
-  strong; large ones near the minimum), up to ``maximum`` points for the volume term;
+* ``auto``: double every batch whenever a doubling raises the expected gain of the loss per
+  second (:func:`doubling_gain`), up to ``maximum`` points for the volume term (Adam then scales
+  its second moments by the batch ratio, :mod:`vpinn.train.optimizers.adam`);
 * ``term_allocation = "neyman"``: the total batch is split over the terms ``∝`` each term's
   per-point standard deviation ``s_t`` (Neyman's rule for ``sum_t s_t^2 / b_t``), from the
   measured spread of its points' contributions;
@@ -15,6 +14,25 @@ the noise diagnostics (:mod:`vpinn.train.noise`):
 * the learning rate scales with the volume batch: ``sqrt`` (Adam in the noise-dominated regime,
   whose effective step grows like sqrt(b)), ``linear`` (SGD) or ``none``, relative to the batch
   the learning rate was given for.
+
+The ``auto`` rule.  Adam's update is ``η m / sqrt(v)`` with ``v ≈ E g_b^2 = |E g|^2 + tr Σ / b``
+(``Σ`` the per-point gradient covariance): its first-order decrease of the loss is
+``η a(b)``, ``a(b) = |E g|^2 / sqrt(|E g|^2 + tr Σ / b)``, and the normalised step's size, hence
+its second-order cost ``c η^2``, hardly depends on b.  At the best learning rate for the batch
+(``η = a / 2c``) a step gains ``a^2 / 4c ∝ 1 / (1 + B / b)``, the form McCandlish et al. (2018)
+derive for SGD, with the noise scale ``B = tr Σ / |E g|^2``.  A step of b points costs
+``c0 + c1 b`` seconds, ``c1 (b + b_o)`` with ``b_o = c0 / c1`` the step's overhead in points
+(``overhead``: logging, diagnostics, evaluations and kernel launches spread over the steps;
+``run.py batches`` fits it from its fixed batches).  The gain per second
+``b / ((b + B) (b + b_o))`` is largest at ``b* = sqrt(B b_o)``, and a doubling pays exactly when
+``2 b^2 < B b_o``: the batch stays small while the signal is strong (``B`` small), and grows as the
+noise takes over near the minimum (``B`` grows, without bound once the averaged signal is no
+longer resolved: only larger batches then make progress at the scheduled learning rate), up to
+``maximum``.  On a CPU (``b_o`` ~ 10^3) growth comes later than on a GPU (~ 5 * 10^5), where a
+step costs about the same for every b below ``b_o``.  By default the learning rate stays the
+schedule's (``lr_scaling = "none"``): the best learning rate grows like ``sqrt(b)`` in this model, but the
+model omits the stability limit that bounds it.  The doubling test uses the measured SNR
+``s = b / B`` (:func:`doubling_gain`), finite even when the averaged signal is not positive.
 
 Decisions need two numbers on the host, read at diagnostic steps only (every ``log_every`` steps,
 when the loop reads the loss anyway).
@@ -43,20 +61,33 @@ def fit(batch: int, sampler: Sampler) -> int:
     return max(sampler.minimum, granule * max(1, round(batch / granule)))
 
 
+LR_FACTORS = {"sqrt": math.sqrt, "linear": lambda ratio: ratio, "none": lambda ratio: 1.0}
+
+
+def doubling_gain(batch: int, snr: float, overhead: float) -> float:
+    """The factor by which doubling ``batch`` changes the expected gain of the loss per second
+    (module docstring): ``2 (1 + s) / (1 + 2 s) · (b + b_o) / (2 b + b_o)`` with ``s = b / B`` the
+    measured SNR at ``batch`` (clamped at 0: the signal not resolved) and ``b_o = overhead``; a
+    doubling pays when it is above 1, i.e. when ``2 b^2 < B b_o``."""
+    s = max(snr, 0.0)
+    return 2 * (1 + s) / (1 + 2 * s) * (batch + overhead) / (2 * batch + overhead)
+
+
 class BatchPlan:
     """The batch of each term and how they change (module docstring)."""
 
     def __init__(self, batches: Sequence[int], samplers: Sequence[Sampler], *, maximum: int, micro: int,
-                 auto: bool = False, threshold: float = 1.0, lr_scaling: str = "sqrt", term_allocation: str = "fixed",
+                 auto: bool = False, overhead: float = 4096.0, lr_scaling: str = "none", term_allocation: str = "fixed",
                  average: float = 0.7):
         self.samplers = list(samplers)
         self.batches = [fit(b, s) for b, s in zip(batches, self.samplers)]
         self.reference = self.batches[0]
-        self.maximum, self.micro, self.auto, self.threshold = maximum, micro, auto, threshold
+        self.maximum, self.micro, self.auto, self.overhead = maximum, micro, auto, overhead
         self.lr_scaling, self.term_allocation, self.average = lr_scaling, term_allocation, average
         self.per_point: float | None = None  # averaged tr Σ, per point of the volume batch
         self.signal: float | None = None  # averaged |E g|^2
         self.since_change = 0
+        self.growth = 1.0  # b / b' of the volume batch's doubling at the latest update (1: none)
 
     @property
     def adaptive(self) -> bool:
@@ -64,8 +95,7 @@ class BatchPlan:
         return self.auto or self.term_allocation == "neyman"
 
     def lr_factor(self) -> float:
-        ratio = self.batches[0] / self.reference
-        return {"sqrt": math.sqrt(ratio), "linear": ratio, "none": 1.0}[self.lr_scaling]
+        return LR_FACTORS[self.lr_scaling](self.batches[0] / self.reference)
 
     def pieces(self, term: int, batch: int | None = None) -> list[int]:
         """Micro-batch sizes whose draws make up ``batch`` (default: the term's batch) points."""
@@ -83,6 +113,7 @@ class BatchPlan:
     def update(self, noise: dict[str, torch.Tensor], spreads: Sequence[torch.Tensor]) -> str | None:
         """Fold one diagnostic in; change the batches if the rules say so.  Returns a note of the
         change (for the log) or None."""
+        self.growth = 1.0
         if not self.adaptive:
             return None
         per_point, signal = float(noise["grad_trace"]) * self.batches[0], float(noise["grad_signal"])
@@ -97,10 +128,13 @@ class BatchPlan:
             note = self._allocate([float(s) for s in spreads])
         if self.auto and self.since_change >= 2 and self.batches[0] < self.maximum:
             snr = self.batches[0] * self.signal / max(self.per_point, 1e-300)
-            if snr < self.threshold:
+            gain = doubling_gain(self.batches[0], snr, self.overhead)
+            if gain > 1:
                 grown = [fit(min(2 * b, self.maximum) if k == 0 else 2 * b, s)
                          for k, (b, s) in enumerate(zip(self.batches, self.samplers))]
-                note = f"batch {self.batches[0]:,} -> {grown[0]:,} (gradient SNR {snr:.3g} < {self.threshold:g})"
+                note = (f"batch {self.batches[0]:,} -> {grown[0]:,} (gradient SNR {snr:.3g}: a doubling gives "
+                        f"{gain:.3f} times the gain per second)")
+                self.growth = self.batches[0] / grown[0]
                 self.batches, self.since_change = grown, 0
         return note
 

@@ -11,7 +11,8 @@ the noise diagnostics (:mod:`vpinn.train.noise`: the trace of the gradient covar
 signal ``|E g|^2``, the SNR and the noise scale); the step then uses their weighted mean, the
 same estimate as one draw (with several ranks each half is summed over the ranks, exactly,
 before the statistics, so that they are those of the global halves).  The batch plan (:mod:`vpinn.train.batching`) may then change the
-batches.  Clipping is off (0), at a fixed norm, or ``"auto"``: at a running estimate of the true
+batches; a doubling of the volume batch from b to b' points scales Adam's second moments by
+b / b' (their noise part).  Clipping is off (0), at a fixed norm, or ``"auto"``: at a running estimate of the true
 gradient's norm ``|E g|`` (the best threshold of the simple noisy-quadratic model), the averaged
 ``|g|^2`` debiased by the latest noise trace; the report says how often it acted.
 
@@ -140,10 +141,21 @@ class Adam:
         if noise is not None:
             self.clipped = torch.zeros_like(self.clipped)
             note = plan.update(noise, self._spreads)
+            if plan.growth != 1.0:
+                self._rescale_second_moments(plan.growth)
             if note:
                 self.notes.append(f"step {self.count}: {note}")
                 report.note = note
         return report
+
+    def _rescale_second_moments(self, ratio: float) -> None:
+        """Scale Adam's second moments ``v ≈ |E g|^2 + tr Σ / b`` by ``ratio = b / b'`` when the
+        plan grows the volume batch (not on a Neyman reallocation): exact for the noise part, which dominates when the plan grows the batch; without
+        it ``v`` would remember the smaller batch's noise for ~1 / (1 - beta2) = 1,000 steps and
+        shrink every step by up to ``sqrt(b' / b)`` (a device operation: nothing is read back)."""
+        moments = [state["exp_avg_sq"] for state in self.adam.state.values() if "exp_avg_sq" in state]
+        if moments:
+            torch._foreach_mul_(moments, ratio)
 
     def _clip(self) -> torch.Tensor:
         """Clip the gradients as ``clip`` says; their norm before clipping."""
