@@ -7,8 +7,9 @@ every step length, and the error is measured on one fixed evaluation rule.  Stor
 ``(points, results)`` and answering a later call on equal points from the store makes those
 repeats free, as a finite-element code stores its geometric factors at the quadrature points.
 
-A call is looked up by a key of the points' shape, dtype, device and coordinate sums, and a
-hit must be ``torch.equal`` to the stored copy, so an answer is never that of other points.
+A call is looked up by a key of the points' shape, dtype, device and coordinate sums (read to
+the host: one synchronisation per call on a GPU), and a hit must be ``torch.equal`` to the
+stored copy, so an answer is never that of other points.
 The store is least-recently-used, bounded by ``capacity`` points in all: memory at most
 ``capacity x (3 + stored numbers per point)`` numbers of the points' dtype.
 """
