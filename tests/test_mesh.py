@@ -13,6 +13,7 @@ import torch
 
 from conftest import REPO, error_of
 from vpinn.geometry.mesh import MeshError, read_mesh
+from vpinn.geometry.distance import TriangleDistance
 from vpinn.geometry.mesh_domain import MeshDomain
 from vpinn.problem import load_problem
 
@@ -111,14 +112,27 @@ def test_distance_of_curved_face_is_about_the_distance_near_it():
     assert np.allclose(slopes, slopes[0], rtol=1e-3) and slopes[0] > 0
 
 
-def test_distance_is_the_same_in_chunks_and_in_float32():
+def test_distance_to_one_triangle_is_the_euclidean_distance():
+    """One triangle: the R-equivalence is the distance itself, in the face, edge and corner
+    regions, with gradient (x - c)/|x - c| (c the closest point)."""
+    triangle = TriangleDistance(np.array([[[0.0, 0, 0], [1, 0, 0], [0, 1, 0]]]))
+    x = torch.tensor([[0.2, 0.2, 0.5], [0.5, -1, 0.3], [2, 0, 1], [1, 1, 0], [-0.5, 2, 0]], dtype=F64)
+    closest = torch.tensor([[0.2, 0.2, 0], [0.5, 0, 0], [1, 0, 0], [0.5, 0.5, 0], [0, 1, 0]], dtype=F64)
+    value, grad = triangle(x)
+    exact = (x - closest).norm(dim=1)
+    assert torch.allclose(value, exact, rtol=1e-14) and torch.allclose(grad, (x - closest) / exact[:, None], atol=1e-14)
+
+
+@pytest.mark.parametrize("pairs", [997, 101])  # chunks of 6 points; of 1 point against 101 + 53 triangles
+def test_distance_is_the_same_in_chunks_and_in_float32(pairs):
     domain = MeshDomain(read_mesh(MESHES / "hollow_sphere.msh"))
     distance = domain.distance(("inner",))
     x = torch.as_tensor(domain.mesh.vertices[domain.mesh.tetrahedra].mean(1))
     value, grad = distance(x)
-    small = type(distance.factors[0])(domain.mesh.vertices[domain.mesh.faces["inner"]], pairs=997)
-    v, g = small(x)
-    assert torch.allclose(v * distance.scale, value, rtol=1e-12) and torch.allclose(g * distance.scale, grad, rtol=1e-10, atol=1e-14)
+    small = type(distance.factors[0])(domain.mesh.vertices[domain.mesh.faces["inner"]], pairs=pairs)
+    v, g = small(x[:300])
+    assert torch.allclose(v * distance.scale, value[:300], rtol=1e-12)
+    assert torch.allclose(g * distance.scale, grad[:300], rtol=1e-10, atol=1e-14)
     v32, g32 = distance(x.float())
     assert torch.allclose(v32.double(), value, rtol=1e-5, atol=1e-6) and torch.allclose(g32.double(), grad, atol=1e-4)
 
