@@ -58,3 +58,13 @@ def test_least_recently_used_entries_leave_beyond_the_capacity():
     assert calls == [4, 4, 4, 4] and memo.hits == 3
     memo(torch.zeros(11, 3, dtype=F64), function)  # larger than the capacity: computed, not stored
     assert memo.stored == 8
+
+
+def test_points_off_the_cpu_bypass_the_store():
+    """On a GPU the key's sums would be a host synchronisation per step: such points are always
+    computed, never stored (a meta tensor stands in for a CUDA one)."""
+    memo, calls = PointMemo(), []
+    points = torch.empty(5, 3, device="meta")
+    for _ in range(2):
+        memo(points, lambda p: calls.append(1) or (p,))
+    assert len(calls) == 2 and memo.stored == 0 and memo.hits == memo.misses == 0

@@ -7,9 +7,10 @@ every step length, and the error is measured on one fixed evaluation rule.  Stor
 ``(points, results)`` and answering a later call on equal points from the store makes those
 repeats free, as a finite-element code stores its geometric factors at the quadrature points.
 
-A call is looked up by a key of the points' shape, dtype, device and coordinate sums (read to
-the host: one synchronisation per call on a GPU), and a hit must be ``torch.equal`` to the
-stored copy, so an answer is never that of other points.
+A call is looked up by a key of the points' shape, dtype and coordinate sums, and a hit must be
+``torch.equal`` to the stored copy, so an answer is never that of other points.  Points on a GPU
+bypass the memo: reading the key's sums would synchronise the host with the device in every
+training step, which vpinn's CUDA steps never do.
 The store is least-recently-used, bounded by ``capacity`` points in all: memory at most
 ``capacity x (3 + stored numbers per point)`` numbers of the points' dtype.
 """
@@ -35,6 +36,8 @@ class PointMemo:
         self._entries: OrderedDict[tuple, tuple[Tensor, tuple[Tensor, ...]]] = OrderedDict()
 
     def __call__(self, points: Tensor, function: Callable[[Tensor], tuple[Tensor, ...]]) -> tuple[Tensor, ...]:
+        if points.device.type != "cpu":
+            return function(points)
         with torch.no_grad():
             sums = torch.cat([points.sum(0), (points * points).sum(0)]).tolist()
         key = (tuple(points.shape), points.dtype, points.device, tuple(sums))
