@@ -87,6 +87,31 @@ def test_one_undamped_engd_step_lands_on_the_galerkin_solution(small_problem):
     assert float(torch.linalg.vector_norm(engd._gradient()[2])) < 1e-10  # and the gradient there vanishes
 
 
+def test_after_an_undone_step_the_line_search_keeps_to_full_steps_then_reaches_further(small_problem):
+    """A step whose exact energy came out higher than its start's is undone; the next step may not
+    be longer than eta = 1 (the long steps are where the Gram points misjudge the curvature),
+    and each step taken doubles the reach again, up to 4.  Heavily damped, the direction is short
+    enough that a line search free to reach far takes eta = 4."""
+    assembly, trial, problem = linear_model(small_problem)
+    start = 0.1 * torch.ones(flat_parameters(trial).numel(), dtype=F64)
+
+    def engd_at_start() -> Engd:
+        set_parameters(trial, start)
+        return Engd(problem, dtype=F64, steps=3, damping=10.0, solver="dense", gram_rule=assembly.terms[0].rule)
+
+    assert engd_at_start().step().lr == 4.0
+    engd = engd_at_start()
+    loss, volume_gradient, gradient = engd._gradient()
+    engd.anchor = {"theta": [p.detach().clone() for p in engd.parameters], "loss": float(loss),
+                   "volume_gradient": volume_gradient, "gradient": gradient}
+    for sign in (1, -1):  # the energy is quadratic in the parameters: one of +-0.3 raises it
+        set_parameters(trial, start + sign * 0.3)
+        if float(engd._gradient()[0]) > float(loss):
+            break
+    assert engd.step().lr == 1.0 and engd.reach == 2.0
+    assert engd.step().lr <= 2.0 and engd.reach == 4.0
+
+
 def pieces_of(small_problem, index: torch.Tensor, factor: float, chunk: int):
     _, assembly = assembled(small_problem)
     term = assembly.terms[0]

@@ -26,13 +26,16 @@ One step, with ``theta`` the network's parameters:
 5. If no ``eta`` lowers the estimate the step is rejected; the damping adapts as in
    Levenberg-Marquardt: its factor ``boost`` is divided by the ``eta`` taken (the step length
    the line search chose says how far the damped step fell short of, or overshot, the best one:
-   ``eta = 2`` halves the damping, ``eta = 1/4`` quadruples it) and raised 16-fold after a
-   rejected step.  Measured on the Poisson cube (110,592-point rule, 90 steps after 500 Adam
+   ``eta = 2`` halves the damping, ``eta = 1/4`` quadruples it), raised at most 16-fold per step
+   and 16-fold after a rejected step.  Measured on the Poisson cube (110,592-point rule, 90 steps after 500 Adam
    steps): 5.9e-6 relative L2, against 9.8e-6 with ``eta <= 1`` and a 4-fold up-or-down
    damping rule, which alternated between too long and too short steps.
    With exact gradients the next step's exact energy checks the last one: a step that raised it
    after all is undone (the estimate sees the curvature only on the Gram points, so it can miss
-   some along d).
+   some along d, most of all on the long steps ``eta = 2, 4``), and the line search then keeps to
+   ``eta <= 1`` and may reach twice as far again after each step it takes (a trust region on the
+   step length: without it, a coarse Gram rule that misjudged the long steps chose them again
+   after every undo, measured on the hollow sphere).
 
 Memory: one chunk of the gradient sum, or one chunk of the Gram sample's Jacobians, ``chunk x q
 x P`` numbers (q = 4m; e.g. 2,048 points x 4 x 1,217 parameters x 8 bytes = 80 MB), plus ``G``
@@ -90,6 +93,7 @@ class Engd:
         self.damping, self.solver, self.chunk = damping, solver, chunk
         self.volume, self.loads = problem.terms[0], problem.terms[1:]
         self.gram_rule, self.boost, self.passes = gram_rule, 1.0, 0.0
+        self.reach = STEPS[0]  # the longest step length the line search may take (1 after an undone step)
         self.anchor: dict | None = None  # the last accepted point, its exact loss and gradients
 
     @property
@@ -205,7 +209,7 @@ class Engd:
         anchor = self.anchor
         if anchor is not None and float(loss) > anchor["loss"] + 1e-14 * abs(anchor["loss"]):
             self._move(anchor["theta"], gradient, 0.0)
-            self.boost = min(self.boost * 16, 1e8)
+            self.boost, self.reach = min(self.boost * 16, 1e8), 1.0
             loss, volume_gradient, gradient = (torch.tensor(anchor["loss"], dtype=torch.float64), anchor["volume_gradient"],
                                                anchor["gradient"])
         self.anchor = {"theta": [p.detach().clone() for p in self.parameters], "loss": float(loss),
@@ -218,8 +222,9 @@ class Engd:
         pieces = curvature_chunks(self.volume.form, self.problem.trial, sample, factor, self.chunk)
         direction, sample_gradient = self._direction(pieces, gradient)
         changes = self._energy_changes(pieces, direction, volume_gradient, sample_gradient, self._load_values())
-        best = min(range(len(STEPS)), key=changes.__getitem__)
+        best = min((k for k in range(len(STEPS)) if STEPS[k] <= self.reach), key=changes.__getitem__)
         eta = STEPS[best] if changes[best] < 0 else 0.0
+        self.reach = min(2 * self.reach, STEPS[0]) if eta > 0 else self.reach
         if eta > 0:
             self._move(self.anchor["theta"] if self.anchor else [p.detach().clone() for p in self.parameters],
                        direction, eta)
@@ -231,15 +236,16 @@ class Engd:
     def _adapt_damping(self, eta: float) -> None:
         """Levenberg-Marquardt on the damping's factor ``boost``: divided by the step length
         taken (a longer step than 1 says the damping held the step back, a shorter one that it let
-        it overshoot), times 16 after a rejected step; never below the given damping."""
-        factor = 1.0 / eta if eta > 0 else 16.0
+        it overshoot), raised at most 16-fold in one step (as after a rejected step: a few very
+        short steps must not leave it damped for many); never below the given damping."""
+        factor = min(1.0 / eta, 16.0) if eta > 0 else 16.0
         self.boost = max(1.0, min(self.boost * factor, 1e8))
 
     def state_dict(self) -> dict:
-        return {"boost": self.boost, "passes": self.passes, "anchor": self.anchor}
+        return {"boost": self.boost, "passes": self.passes, "anchor": self.anchor, "reach": self.reach}
 
     def load_state_dict(self, state: dict) -> None:
-        self.boost, self.passes = float(state["boost"]), float(state["passes"])
+        self.boost, self.passes, self.reach = float(state["boost"]), float(state["passes"]), float(state["reach"])
         anchor, device = state["anchor"], self.problem.device
         self.anchor = None if anchor is None else {
             "theta": [t.to(device) for t in anchor["theta"]], "loss": float(anchor["loss"]),
