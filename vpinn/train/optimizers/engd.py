@@ -202,7 +202,8 @@ class Engd:
     def _checked_gradient(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """:meth:`_gradient` at the current point; with exact gradients, if the last step raised
         the exact energy after all (the line search estimates it on the Gram points only), the
-        step is undone and the damping raised 16-fold, and the point before it is used again."""
+        step is undone, the damping raised 16-fold and the line search's reach cut to ``eta = 1``,
+        and the point before it is used again."""
         loss, volume_gradient, gradient = self._gradient()
         if self.gradient_points:
             return loss, volume_gradient, gradient
