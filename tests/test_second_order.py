@@ -15,8 +15,7 @@ from vpinn.fields import Field
 from vpinn.fields.ansatz import HardDirichletAnsatz
 from vpinn.train import TrainingProblem
 from vpinn.train.checkpoint import load_checkpoint
-from vpinn.train.curvature import (active_rows, curvature_chunks, gram_matrix, jacobian_sums, solve_dense, solve_woodbury,
-                                   square_root_rows)
+from vpinn.train.curvature import active_rows, curvature_chunks, jacobian_sums, solve_dense, solve_woodbury
 from vpinn.train.optimizers.engd import Engd
 from vpinn.train.optimizers.msqn import MultiSecant
 
@@ -149,7 +148,7 @@ def test_minibatch_gram_and_gradient_are_unbiased(small_problem):
     """v^T G v and v.g of 400 minibatches of 64 points: mean within 4 standard errors of the full sums."""
     assembly, full = pieces_of(small_problem, torch.arange(4096), 1.0, 4096)
     term, trial = assembly.terms[0], assembly.trial
-    gram = gram_matrix(full, trial)
+    gram = jacobian_sums(full, trial).matrix
     v = torch.randn(gram.shape[0], dtype=F64, generator=torch.Generator().manual_seed(3))
     exact_gram = float(v @ gram @ v)
     parameters = trial.parameters()
@@ -166,7 +165,7 @@ def test_minibatch_gram_and_gradient_are_unbiased(small_problem):
     for _ in range(400):
         index, factor = assembly.samplers[0].sample(64)
         pieces = curvature_chunks(term.form, trial, term.rule.take(index, F64), factor, 64)
-        grams.append(float(v @ gram_matrix(pieces, trial) @ v))
+        grams.append(float(v @ jacobian_sums(pieces, trial).matrix @ v))
         gradients.append(gradient_along_v(index, factor))
     for samples, exact in ((torch.tensor(grams), exact_gram), (torch.tensor(gradients), exact_gradient)):
         error = float(samples.std()) / math.sqrt(len(samples))
@@ -183,13 +182,13 @@ def test_elastic_gram_from_six_rows_per_point_equals_the_full_product():
     pieces = curvature_chunks(term.form, trial, term.rule.take(torch.arange(100), F64), 2.0, 40)
     direct = sum(torch.einsum("b,bqp,bqr,brs->ps", p.weights, trial.parameter_jacobian(p.batch.points), p.hessian,
                               trial.parameter_jacobian(p.batch.points)) for p in pieces)
-    torch.testing.assert_close(gram_matrix(pieces, trial), direct, rtol=1e-10, atol=1e-12 * float(direct.abs().max()))
-    assert square_root_rows(pieces, trial).shape[0] == 6 * 100
+    torch.testing.assert_close(jacobian_sums(pieces, trial).matrix, direct, rtol=1e-10, atol=1e-12 * float(direct.abs().max()))
+    assert jacobian_sums(pieces, trial, factored=True).matrix.shape[0] == 6 * 100
 
 
 def test_woodbury_equals_the_dense_damped_solve(small_problem):
     assembly, pieces = pieces_of(small_problem, torch.arange(100), 40.96, 100)  # 300 rows < 337 parameters
-    gram, square_root = gram_matrix(pieces, assembly.trial), square_root_rows(pieces, assembly.trial)
+    gram, square_root = jacobian_sums(pieces, assembly.trial).matrix, jacobian_sums(pieces, assembly.trial, factored=True).matrix
     assert square_root.shape == (300, gram.shape[0])  # 3 rows per point: Poisson curves grad u only
     torch.testing.assert_close(square_root.T @ square_root, gram, rtol=1e-10, atol=1e-12)
     g = torch.randn(gram.shape[0], dtype=F64, generator=torch.Generator().manual_seed(4))

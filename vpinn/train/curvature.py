@@ -130,17 +130,6 @@ def jacobian_sums(pieces: list[CurvatureChunk], trial, *, factored: bool = False
     return JacobianSums(0.5 * (matrix + matrix.T), slope_gradient)
 
 
-def gram_matrix(pieces: list[CurvatureChunk], trial, group: Group = LOCAL) -> Tensor:
-    """``G = sum_i c w_i J_i^T H_i J_i`` (P, P) over the sample (all ranks' parts); see
-    :func:`jacobian_sums`."""
-    return jacobian_sums(pieces, trial, group=group).matrix
-
-
-def square_root_rows(pieces: list[CurvatureChunk], trial, group: Group = LOCAL) -> Tensor:
-    """``A`` (R, P) with ``A^T A = G``, the rows of all ranks stacked (see :func:`jacobian_sums`)."""
-    return jacobian_sums(pieces, trial, factored=True, group=group).matrix
-
-
 def solve_dense(gram: Tensor, gradient: Tensor, damping: float) -> Tensor:
     """``(G + damping I)^-1 g`` by Cholesky; the damping grows tenfold until ``G + damping I``
     factorises (round-off can make a Gram matrix of condition 1e20 indefinite)."""

@@ -150,9 +150,10 @@ class Adam:
 
     def _rescale_second_moments(self, ratio: float) -> None:
         """Scale Adam's second moments ``v ≈ |E g|^2 + tr Σ / b`` by ``ratio = b / b'`` when the
-        plan grows the volume batch (not on a Neyman reallocation): exact for the noise part, which dominates when the plan grows the batch; without
-        it ``v`` would remember the smaller batch's noise for ~1 / (1 - beta2) = 1,000 steps and
-        shrink every step by up to ``sqrt(b' / b)`` (a device operation: nothing is read back)."""
+        plan grows the volume batch (not on a Neyman reallocation): exact for the noise part,
+        which dominates when the plan grows the batch; without it ``v`` would remember the smaller
+        batch's noise for ~1 / (1 - beta2) = 1,000 steps and shrink every step by up to
+        ``sqrt(b' / b)`` (a device operation: nothing is read back)."""
         moments = [state["exp_avg_sq"] for state in self.adam.state.values() if "exp_avg_sq" in state]
         if moments:
             torch._foreach_mul_(moments, ratio)

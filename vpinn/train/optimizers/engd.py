@@ -158,8 +158,8 @@ class Engd:
         return cached
 
     def _energy_changes(self, pieces: list[CurvatureChunk], direction: torch.Tensor, volume_gradient: torch.Tensor,
-                        sample_gradient: torch.Tensor, loads: list[tuple]) -> list[float]:
-        """The estimated ``E(theta - eta d) - E(theta)`` for every ``eta`` of :data:`STEPS`: each
+                        sample_gradient: torch.Tensor, loads: list[tuple], steps: list[float]) -> list[float]:
+        """The estimated ``E(theta - eta d) - E(theta)`` for every ``eta`` of ``steps``: each
         rank sums its Gram points and its share of the load rules, the sums are summed over the
         ranks, and the exact linear part ``-eta g.d`` is added once.  The sample's own linear
         part, ``sum_i w_i e'_i . (-eta J_i d) = -eta g_sample.d``, is taken out of the sampled sum
@@ -169,7 +169,7 @@ class Engd:
         sample_linear = float(sample_gradient @ direction) if group.rank == 0 else 0.0
         start = [p.detach().clone() for p in self.parameters]
         changes = []
-        for eta in STEPS:
+        for eta in steps:
             self._move(start, direction, eta)
             total = torch.zeros((), dtype=torch.float64, device=direction.device)
             with torch.no_grad():
@@ -186,7 +186,7 @@ class Engd:
             changes.append(total + eta * sample_linear)
         self._move(start, direction, 0.0)
         sampled = group.sum_(torch.stack(changes)).tolist()
-        return [part - eta * linear for part, eta in zip(sampled, STEPS)]
+        return [part - eta * linear for part, eta in zip(sampled, steps)]
 
     def _gram_sample(self) -> tuple[PointBatch, float]:
         """This rank's points of this step's Gram matrix and their estimator factor: its part of a
@@ -222,9 +222,10 @@ class Engd:
         sample, factor = self._gram_sample()
         pieces = curvature_chunks(self.volume.form, self.problem.trial, sample, factor, self.chunk)
         direction, sample_gradient = self._direction(pieces, gradient)
-        changes = self._energy_changes(pieces, direction, volume_gradient, sample_gradient, self._load_values())
-        best = min((k for k in range(len(STEPS)) if STEPS[k] <= self.reach), key=changes.__getitem__)
-        eta = STEPS[best] if changes[best] < 0 else 0.0
+        steps = [eta for eta in STEPS if eta <= self.reach]
+        changes = self._energy_changes(pieces, direction, volume_gradient, sample_gradient, self._load_values(), steps)
+        best = min(range(len(steps)), key=changes.__getitem__)
+        eta = steps[best] if changes[best] < 0 else 0.0
         self.reach = min(2 * self.reach, STEPS[0]) if eta > 0 else self.reach
         if eta > 0:
             self._move(self.anchor["theta"] if self.anchor else [p.detach().clone() for p in self.parameters],
