@@ -36,6 +36,78 @@ def test_half_batch_noise_estimates_are_unbiased():
         assert abs(values.mean() - truth) < 4 * values.std(ddof=1) / math.sqrt(len(values))
 
 
+def test_half_batches_of_one_epoch_give_the_finite_population_noise():
+    """Halves drawn without replacement from a population of N vectors (the uniform sampler's
+    epochs; b divides N, so both halves of a batch come from one epoch): the averaged trace estimate matches tr S (1/b - 1/N), the exact variance of the
+    batch mean (S the population covariance, divisor N - 1), within 4 standard errors; a batch of
+    the whole population has no noise (trace 0, infinite SNR) and the population's noise scale."""
+    from vpinn.sampling import UniformSampler
+    population = torch.randn(256, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64) + 0.3
+    mean = population.mean(0)
+    spread = float((population - mean).square().sum()) / (len(population) - 1)  # tr S
+    for batch in (64, 128):
+        sampler, traces = UniformSampler(len(population), "cpu", seed=2), []
+        for _ in range(3000):
+            g1, g2 = (population[sampler.sample(batch // 2)[0]].mean(0) for _ in range(2))
+            traces.append(float(noise_statistics(g1, g2, (batch // 2, batch // 2), population=len(population))["grad_trace"]))
+        traces = np.array(traces)
+        truth = spread * (1 / batch - 1 / len(population))
+        assert abs(traces.mean() - truth) < 4 * traces.std(ddof=1) / math.sqrt(len(traces))
+        assert truth < 0.8 * spread / batch  # the correction matters at these sizes
+    sampler = UniformSampler(len(population), "cpu", seed=3)
+    sampler.sample(len(population))  # a whole-rule batch starts a fresh epoch: its halves partition it
+    g1, g2 = (population[sampler.sample(128)[0]].mean(0) for _ in range(2))
+    stats = noise_statistics(g1, g2, (128, 128), population=len(population))
+    assert float(stats["grad_trace"]) == 0.0 and math.isinf(float(stats["snr"]))
+    assert torch.allclose((g1 + g2) / 2, mean, rtol=0, atol=1e-14)
+    assert 0 < float(stats["noise_scale"]) < math.inf
+
+
+def test_adams_metric_weighs_the_noise_coordinate_by_coordinate():
+    """With Adam's metric P the averaged estimates of tr(P Cov G) and |E g|_P^2 match
+    sum_j P_j σ_j^2 / b and sum_j P_j μ_j^2 within 4 standard errors, and a metric of ones gives
+    the plain statistics: a few large gradient coordinates make the plain SNR large while Adam's,
+    which moves every coordinate by about its learning rate, is below 1."""
+    generator = torch.Generator().manual_seed(4)
+    mu = torch.cat([torch.tensor([30.0]), torch.full((100,), 0.1)]).double()  # one strong coordinate, 100 weak ones
+    sigma, halves = torch.full((101,), 8.0, dtype=torch.float64), (32, 32)
+    metric = 1 / (mu.square() + sigma.square() / 64).sqrt()  # 1 / sqrt(E g_b^2): Adam's v
+    traces, signals = [], []
+    for _ in range(4000):
+        g1, g2 = (mu + sigma * torch.randn(101, generator=generator, dtype=torch.float64) / math.sqrt(h) for h in halves)
+        stats = noise_statistics(g1, g2, halves, metric)
+        plain = noise_statistics(g1, g2, halves, torch.ones(101, dtype=torch.float64))
+        assert float(plain["adam_trace"]) == pytest.approx(float(plain["grad_trace"]), rel=1e-12)
+        assert float(plain["adam_signal"]) == pytest.approx(float(plain["grad_signal"]), rel=1e-12)
+        traces.append(float(stats["adam_trace"]))
+        signals.append(float(stats["adam_signal"]))
+    for values, truth in ((traces, float((metric * sigma.square()).sum()) / 64), (signals, float((metric * mu.square()).sum()))):
+        values = np.array(values)
+        assert abs(values.mean() - truth) < 4 * values.std(ddof=1) / math.sqrt(len(values))
+    plain_snr = float(mu.square().sum()) / (float(sigma.square().sum()) / 64)
+    adam_snr = float((metric * mu.square()).sum()) / (float((metric * sigma.square()).sum()) / 64)
+    assert plain_snr > 5 and adam_snr < 0.5
+
+
+def adam_noise(per_point: float, signal: float, batch: int) -> dict[str, torch.Tensor]:
+    """Noise statistics with a strong plain signal (no growth by the cost model) and, in Adam's
+    metric, tr(P Cov G) = per_point / b and |E g|_P^2 = signal."""
+    return {**constant_noise(1.0, 1e6, batch), "adam_trace": torch.tensor(per_point / batch),
+            "adam_signal": torch.tensor(signal)}
+
+
+@pytest.mark.parametrize("threshold, settled", [(1.0, 2048), (4.0, 8192), (0.0, 256)])
+def test_auto_batch_grows_until_adams_update_is_no_longer_noise_dominated(threshold, settled):
+    """Adam's SNR b |E g|_P^2 / tr(P Σ) with tr(P Σ) / |E g|_P^2 = 1500: from 256 the plan doubles
+    while it is below ``snr_threshold`` (1: to 2048, 4: to 8192, 0: never), even where the cost
+    model alone would keep the batch (the plain SNR is large)."""
+    plan = BatchPlan([256], [Fixed()], maximum=2**20, micro=10**9, auto=True, overhead=4096, snr_threshold=threshold)
+    for _ in range(40):
+        plan.update(adam_noise(1500.0, 1.0, plan.batches[0]), [])
+    assert plan.batches == [settled]
+    assert settled == 256 or settled / 2 < threshold * 1500 <= settled
+
+
 class Fixed:
     granule, minimum = 1, 1
 

@@ -206,7 +206,7 @@ def build_trainer(spec: ProblemSpec, assembly: Assembly, *, save: Callable[[dict
 
 def batch_plan(spec: ProblemSpec, assembly: Assembly) -> BatchPlan:
     """The batch sizes of a minibatch phase and their rules (``train.batch``, ``batch_max``,
-    ``micro_batch``, ``step_overhead``, ``lr_scaling``, ``term_allocation``)."""
+    ``micro_batch``, ``step_overhead``, ``snr_threshold``, ``lr_scaling``, ``term_allocation``)."""
     train, terms, auto = spec.train, assembly.terms, spec.train.batch == "auto"
     micro = train.micro_batch or (train.chunk if auto else 2**62)  # a fixed batch: at once, unless micro_batch says
     size = terms[0].rule.size
@@ -214,6 +214,7 @@ def batch_plan(spec: ProblemSpec, assembly: Assembly) -> BatchPlan:
     return BatchPlan([t.batch for t in terms], assembly.samplers, maximum=maximum,
                      micro=micro, auto=auto,
                      overhead=train.step_overhead or DEFAULT_STEP_OVERHEAD[assembly.device.type],
+                     snr_threshold=train.snr_threshold,
                      lr_scaling=train.lr_scaling, term_allocation=train.term_allocation)
 
 

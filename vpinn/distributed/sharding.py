@@ -31,7 +31,7 @@ class ShardedSampler(Sampler):
 
     def __init__(self, sampler: Sampler, group: Group):
         self.sampler, self.group = sampler, group
-        self.size, self.granule, self.minimum = sampler.size, sampler.granule, sampler.minimum
+        self.size, self.granule, self.minimum, self.population = sampler.size, sampler.granule, sampler.minimum, sampler.population
         self._learns = type(sampler).observe is not Sampler.observe
 
     @property

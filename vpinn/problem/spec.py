@@ -611,7 +611,8 @@ class TrainSpec:
     samplers.  ``batch = "auto"`` starts at ``batch_start`` and doubles whenever, by the measured
     gradient noise scale and ``step_overhead`` (a step's fixed cost in points; 0: the device's
     :data:`DEFAULT_STEP_OVERHEAD`), a doubling raises the expected gain of the loss per
-    second (:mod:`vpinn.train.batching`), up to ``batch_max`` (0: the
+    second, or whenever the SNR of Adam's update in its own metric falls below ``snr_threshold``
+    (0: never; :mod:`vpinn.train.batching`), up to ``batch_max`` (0: the
     training rule's size); ``micro_batch`` is the most points evaluated at once (0: the whole
     batch, or ``chunk`` for ``"auto"``), larger batches accumulate gradients over micro-batches.  ``lr_scaling`` rescales Adam's
     learning rate with the batch (``sqrt``: by sqrt(b / b0)); ``term_allocation = "neyman"``
@@ -635,6 +636,7 @@ class TrainSpec:
     batch_max: int = 0
     micro_batch: int = 0
     step_overhead: int = 0
+    snr_threshold: float = 1.0
     lr_scaling: Literal["sqrt", "linear", "none"] = "none"
     term_allocation: Literal["fixed", "neyman"] = "fixed"
     lr: float = 1e-3
@@ -663,6 +665,8 @@ class TrainSpec:
             _at_least(1, "batch", self.batch)
         for name in ("strata", "batch_max", "micro_batch", "step_overhead"):
             _at_least(0, name, getattr(self, name))
+        if self.snr_threshold < 0:
+            raise SpecError("snr_threshold", f"must be 0 (off) or positive, not {self.snr_threshold}")
         if not 0.1 <= self.uniform_mix <= 1:
             raise SpecError("uniform_mix", f"must be between 0.1 and 1 (the uniform share of the proposal), not {self.uniform_mix}")
         if not 2 <= self.bits <= 16:

@@ -20,12 +20,16 @@ class Sampler(ABC):
     """Base of the samplers; see the module docstring.
 
     ``granule``: batches must be multiples of it (the stratified sampler's strata count);
-    ``minimum``: the smallest batch it can draw unbiasedly.
+    ``minimum``: the smallest batch it can draw unbiasedly; ``population``: the number of points
+    a batch and its parts are drawn from without replacement (the uniform sampler's epochs: the
+    rule's size), for the finite-population correction of the noise diagnostics, or None for
+    draws that are independent (the randomised samplers).
     """
 
     size: int
     granule: int = 1
     minimum: int = 1
+    population: int | None = None
 
     @abstractmethod
     def sample(self, batch: int) -> tuple[torch.Tensor, float | torch.Tensor]:

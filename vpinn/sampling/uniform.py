@@ -26,6 +26,7 @@ class UniformSampler(Sampler):
 
     def __init__(self, size: int, device: torch.device | str, seed: int):
         self.size, self.device = int(size), torch.device(device)
+        self.population = self.size
         self.stream = EpochStream(self.size, self.device, seed)
 
     def _rotation(self, epoch: int) -> int:

@@ -4,8 +4,9 @@
 the noise diagnostics (:mod:`vpinn.train.noise`):
 
 * ``auto``: double every batch whenever a doubling raises the expected gain of the loss per
-  second (:func:`doubling_gain`), up to ``maximum`` points for the volume term (Adam then scales
-  its second moments by the batch ratio, :mod:`vpinn.train.optimizers.adam`);
+  second (:func:`doubling_gain`), or Adam's update is noise-dominated (its SNR in Adam's own
+  metric below ``snr_threshold``), up to ``maximum`` points for the volume term (Adam then
+  scales its second moments by the batch ratio, :mod:`vpinn.train.optimizers.adam`);
 * ``term_allocation = "neyman"``: the total batch is split over the terms ``∝`` each term's
   per-point standard deviation ``s_t`` (Neyman's rule for ``sum_t s_t^2 / b_t``), from the
   measured spread of its points' contributions;
@@ -34,7 +35,18 @@ schedule's (``lr_scaling = "none"``): the best learning rate grows like ``sqrt(b
 model omits the stability limit that bounds it.  The doubling test uses the measured SNR
 ``s = b / B`` (:func:`doubling_gain`), finite even when the averaged signal is not positive.
 
-Decisions need two numbers on the host, read at diagnostic steps only (every ``log_every`` steps,
+The cost model takes the learning rate to be the best one for each batch; a run follows its
+schedule instead, and there Adam stalls for another reason.  Its update ``η m / sqrt(v)`` moves
+every coordinate by about ``η``, and a coordinate whose noise ``σ_j / sqrt(b)`` exceeds its mean
+gradient moves at random: the plain SNR ``|E g|^2 / tr Cov`` is dominated by the few largest
+coordinates and can stay large while most of the update is noise.  The SNR in Adam's metric
+``P = diag(1 / (sqrt(v) + eps))``, ``|E g|_P^2 / tr(P Cov)`` (:mod:`vpinn.train.noise`), weighs
+every coordinate as the update does; below ``snr_threshold`` (default 1: noise and signal equal
+in the update) the batch doubles, which halves the noise part of the update at the scheduled
+learning rate.  Near the end of a schedule this is what lets the error fall with the learning
+rate rather than settle at the noise floor of a small batch.
+
+Decisions need four numbers on the host, read at diagnostic steps only (every ``log_every`` steps,
 when the loop reads the loss anyway).
 """
 
@@ -77,15 +89,18 @@ class BatchPlan:
     """The batch of each term and how they change (module docstring)."""
 
     def __init__(self, batches: Sequence[int], samplers: Sequence[Sampler], *, maximum: int, micro: int,
-                 auto: bool = False, overhead: float = 4096.0, lr_scaling: str = "none", term_allocation: str = "fixed",
-                 average: float = 0.7):
+                 auto: bool = False, overhead: float = 4096.0, snr_threshold: float = 1.0, lr_scaling: str = "none",
+                 term_allocation: str = "fixed", average: float = 0.7):
         self.samplers = list(samplers)
         self.batches = [fit(b, s) for b, s in zip(batches, self.samplers)]
         self.reference = self.batches[0]
         self.maximum, self.micro, self.auto, self.overhead = maximum, micro, auto, overhead
+        self.snr_threshold = snr_threshold
         self.lr_scaling, self.term_allocation, self.average = lr_scaling, term_allocation, average
         self.per_point: float | None = None  # averaged tr Σ, per point of the volume batch
         self.signal: float | None = None  # averaged |E g|^2
+        self.adam_per_point: float | None = None  # the same two in Adam's metric (adam_snr)
+        self.adam_signal: float | None = None
         self.since_change = 0
         self.growth = 1.0  # b / b' of the volume batch's doubling at the latest update (1: none)
 
@@ -119,24 +134,32 @@ class BatchPlan:
         per_point, signal = float(noise["grad_trace"]) * self.batches[0], float(noise["grad_signal"])
         if not (math.isfinite(per_point) and math.isfinite(signal)):
             return None
-        a = self.average if self.per_point is not None else 0.0
-        self.per_point = a * (self.per_point or 0.0) + (1 - a) * per_point
-        self.signal = a * (self.signal or 0.0) + (1 - a) * signal
+        self.per_point, self.signal = self._averaged(self.per_point, per_point), self._averaged(self.signal, signal)
+        if "adam_trace" in noise and math.isfinite(float(noise["adam_trace"])):
+            self.adam_per_point = self._averaged(self.adam_per_point, float(noise["adam_trace"]) * self.batches[0])
+            self.adam_signal = self._averaged(self.adam_signal, float(noise["adam_signal"]))
         self.since_change += 1
         note = None
         if self.term_allocation == "neyman" and len(self.batches) > 1:
             note = self._allocate([float(s) for s in spreads])
         if self.auto and self.since_change >= 2 and self.batches[0] < self.maximum:
-            snr = self.batches[0] * self.signal / max(self.per_point, 1e-300)
-            gain = doubling_gain(self.batches[0], snr, self.overhead)
-            if gain > 1:
+            batch = self.batches[0]
+            snr = batch * self.signal / max(self.per_point, 1e-300)
+            gain = doubling_gain(batch, snr, self.overhead)
+            adam_snr = math.inf if self.adam_signal is None else batch * self.adam_signal / max(self.adam_per_point, 1e-300)
+            if gain > 1 or adam_snr < self.snr_threshold:
                 grown = [fit(min(2 * b, self.maximum) if k == 0 else 2 * b, s)
                          for k, (b, s) in enumerate(zip(self.batches, self.samplers))]
-                note = (f"batch {self.batches[0]:,} -> {grown[0]:,} (gradient SNR {snr:.3g}: a doubling gives "
-                        f"{gain:.3f} times the gain per second)")
-                self.growth = self.batches[0] / grown[0]
+                reason = (f"a doubling gives {gain:.3f} times the gain per second" if gain > 1 else
+                          f"Adam's update is noise-dominated, SNR {adam_snr:.3g} in its metric")
+                note = f"batch {batch:,} -> {grown[0]:,} (gradient SNR {snr:.3g}: {reason})"
+                self.growth = batch / grown[0]
                 self.batches, self.since_change = grown, 0
         return note
+
+    def _averaged(self, average: float | None, value: float) -> float:
+        """The running average of a diagnostic after folding in ``value`` (the first one as it is)."""
+        return value if average is None else self.average * average + (1 - self.average) * value
 
     def _allocate(self, spreads: list[float]) -> str | None:
         total = sum(self.batches)
@@ -151,8 +174,10 @@ class BatchPlan:
 
     def state_dict(self) -> dict:
         return {"batches": list(self.batches), "reference": self.reference, "per_point": self.per_point,
-                "signal": self.signal, "since_change": self.since_change}
+                "signal": self.signal, "adam_per_point": self.adam_per_point, "adam_signal": self.adam_signal,
+                "since_change": self.since_change}
 
     def load_state_dict(self, state: dict) -> None:
         self.batches, self.reference = [int(b) for b in state["batches"]], int(state["reference"])
         self.per_point, self.signal, self.since_change = state["per_point"], state["signal"], int(state["since_change"])
+        self.adam_per_point, self.adam_signal = state["adam_per_point"], state["adam_signal"]

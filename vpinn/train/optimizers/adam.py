@@ -30,7 +30,7 @@ from vpinn.train.noise import noise_statistics
 from vpinn.train.optimizers import StepReport, TrainingProblem
 from vpinn.train.schedules import Schedule
 
-_NOISE_KEYS = ("grad_trace", "grad_signal", "snr", "noise_scale")
+_NOISE_KEYS = ("grad_trace", "grad_signal", "snr", "noise_scale", "adam_trace", "adam_signal", "adam_snr")
 
 
 def clip_by_global_norm(parameters: list[torch.Tensor], max_norm: float | torch.Tensor) -> torch.Tensor:
@@ -49,9 +49,8 @@ def _plan_per_ranks(state: dict, ranks: float) -> dict:
     times ``ranks``: checkpoints hold the global sizes (``ranks = K`` on saving, ``1/K`` on
     loading), so that a run resumes with any number of ranks at the same global batch."""
     scale = lambda size: max(1, round(size * ranks))  # noqa: E731
-    per_point = state["per_point"]
-    return {**state, "batches": [scale(b) for b in state["batches"]], "reference": scale(state["reference"]),
-            "per_point": None if per_point is None else per_point * ranks}
+    per_rank = {key: None if state[key] is None else state[key] * ranks for key in ("per_point", "adam_per_point")}
+    return {**state, "batches": [scale(b) for b in state["batches"]], "reference": scale(state["reference"]), **per_rank}
 
 
 class Adam:
@@ -114,7 +113,18 @@ class Adam:
         self._parts = {name: weights[0][k] * parts[0][name] + weights[1][k] * parts[1][name]
                        for k, name in enumerate(parts[0])}
         self._spreads = [(a + b) / 2 for a, b in zip(*spreads)]
-        return noise_statistics(gradients[0], gradients[1], volume)
+        return noise_statistics(gradients[0], gradients[1], volume, self._metric(), problem.samplers[0].population)
+
+    def _metric(self) -> torch.Tensor | None:
+        """The flat diagonal of Adam's metric ``1 / (sqrt(v_hat) + eps)`` (bias-corrected second
+        moments, in :meth:`parameters` order), or None before the first step."""
+        states = [self.adam.state.get(p, {}) for p in self.problem.parameters]
+        if not all("exp_avg_sq" in state for state in states):
+            return None
+        group = self.adam.param_groups[0]
+        correction = 1 - group["betas"][1] ** self.count
+        root = torch.cat([state["exp_avg_sq"].flatten() for state in states]).double().div(correction).sqrt()
+        return 1 / (root + group["eps"])
 
     def step(self) -> StepReport:
         problem, plan = self.problem, self.plan
