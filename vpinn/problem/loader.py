@@ -170,6 +170,7 @@ def check_consistency(spec: ProblemSpec) -> None:
                 raise SpecError(f"bc[{i}].on", f"face '{face}' already has a condition in bc[{seen[face]}]")
             seen[face] = i
     _check_roller_lifts(spec)
+    _check_roller_angles(spec)
     _check_schedule(spec)
     _check_boundary_rule(spec)
     _check_grid(spec)
@@ -251,14 +252,12 @@ def _warn_locking(spec: ProblemSpec) -> None:
 
 
 def _check_roller_lifts(spec: ProblemSpec) -> None:
-    """Each clamp entry's component normal to a roller plane must be 0 on it: there ``u.n = g.n``;
-    oblique rollers must not meet other rollers at an angle other than 90 degrees."""
-    from vpinn.assemble import build_domain, crossing_rollers, face_samples, roller_normals, value_data  # assembly imports this package
+    """Each clamp entry's component normal to a roller plane must be 0 on it: there ``u.n = g.n``."""
+    from vpinn.assemble import build_domain, face_samples, roller_normals, value_data  # assembly imports this package
 
     normals = roller_normals(spec)
     clamps = [(i, bc) for i, bc in enumerate(spec.bc) if bc.type == "clamp"]
-    oblique = [f for f in normals if f in spec.domain.oblique_planes]
-    if not normals or not (clamps or oblique):
+    if not normals or not clamps:
         return
     domain = build_domain(spec.domain)
     for index, bc in clamps:
@@ -275,14 +274,26 @@ def _check_roller_lifts(spec: ProblemSpec) -> None:
                     f"the clamp data's component normal to the roller face '{face}' is not 0 there (up to {largest:.3g}); "
                     f"it is extended into the domain as the lift g of u = g + d*N, so write it to vanish on '{face}'",
                 )
+
+
+def _check_roller_angles(spec: ProblemSpec) -> None:
+    """An oblique roller may meet another roller only at a right angle: the projection of one must
+    leave the other's plane alone (:mod:`vpinn.fields.projection`)."""
+    from vpinn.assemble import build_domain, crossing_rollers, face_samples, roller_normals  # assembly imports this package
+
+    normals = roller_normals(spec)
+    oblique = [f for f in normals if f in spec.domain.oblique_planes]
+    if not oblique:
+        return
+    domain = build_domain(spec.domain)
     for face in oblique:
         for other in crossing_rollers(normals, face):
             if float(domain.distance((other,))(face_samples(domain, face))[0].min()) <= MEETING:
                 cosine = abs(sum(a * b for a, b in zip(normals[face], normals[other])))
                 i, bc = next((i, bc) for i, bc in enumerate(spec.bc) if face in bc.faces_on(spec.domain))
                 raise SpecError(_face_key(i, bc, face), f"the roller faces '{face}' and '{other}' meet at "
-                                                      f"{math.degrees(math.acos(min(1.0, cosine))):.1f} degrees; rollers "
-                                                      f"may meet only at right angles (u.n = 0 on both would fix u there)")
+                                                        f"{math.degrees(math.acos(min(1.0, cosine))):.1f} degrees; rollers "
+                                                        f"may meet only at right angles (where they meet, the projection of one would disturb the other)")
 
 
 def _face_key(i: int, bc, face: str) -> str:
