@@ -70,9 +70,8 @@ class Selector:
     tolerance: float | None = None
 
 
-def mesh_size(mesh: Mesh) -> float:
-    """The median edge length of the boundary triangles."""
-    corners = mesh.vertices[np.concatenate(list(mesh.faces.values()))]
+def mesh_size(corners: np.ndarray) -> float:
+    """The median edge length of triangles (corners (B, 3, 3))."""
     return float(np.median(np.linalg.norm(corners - np.roll(corners, 1, axis=1), axis=2)))
 
 
@@ -83,9 +82,11 @@ def with_selected(mesh: Mesh, selectors: Sequence[Selector]) -> Mesh:
         return mesh
     untagged = tuple(mesh.faces) == (UNTAGGED,)
     boundary, keys = boundary_triangles(mesh.vertices, mesh.tetrahedra)
-    tagged = {} if untagged else {name: triangle_keys(t, len(mesh.vertices)) for name, t in mesh.faces.items()}
-    corners, size = mesh.vertices[boundary], mesh_size(mesh)
-    taken = np.full(len(boundary), -1)  # the selector that took each boundary triangle
+    tagged = {} if untagged else {name: np.isin(keys, triangle_keys(t, len(mesh.vertices)))
+                                  for name, t in mesh.faces.items()}  # face -> which boundary triangles it has
+    corners = mesh.vertices[boundary]
+    size = mesh_size(corners)
+    taken = np.full(len(boundary), -1)  # the selector that took each boundary triangle (-1: none)
     faces = {} if untagged else dict(mesh.faces)
     for index, selector in enumerate(selectors):
         if selector.name in mesh.faces or selector.name in faces or selector.name == "all":
@@ -97,9 +98,7 @@ def with_selected(mesh: Mesh, selectors: Sequence[Selector]) -> Mesh:
             raise SelectionError(index, "", f"selects no boundary triangle (tolerance {tolerance:.3g}; the mesh spans "
                                             f"{np.round(mesh.vertices.min(0), 6).tolist()} to "
                                             f"{np.round(mesh.vertices.max(0), 6).tolist()})")
-        others = {selectors[k].name: taken == k for k in range(index)}
-        others.update({name: np.isin(keys, own) for name, own in tagged.items()})
-        for name, theirs in others.items():
+        for name, theirs in {**tagged, **{selectors[k].name: taken == k for k in range(index)}}.items():
             if theirs[chosen].any():
                 raise SelectionError(index, "", f"'{selector.name}' shares {int(theirs[chosen].sum())} triangles with "
                                                 f"the face '{name}' (a triangle belongs to one face)")
