@@ -46,7 +46,7 @@ def test_bad_materials_are_one_line_errors_naming_the_key(old, new, key, words):
 
 @pytest.mark.parametrize("text, old, new, key, words", [
     (SPHERE, 'on = "inner"', 'on = "innner"', "bc[1].on[0]", "unknown face 'innner' of the sphere_octant (did you mean 'inner'?"),
-    (SPHERE, 'on = ["x0", "y0", "z0"]', 'on = ["x0", "y0", "outer"]', "bc[0].on[2]", "a roller needs a plane normal to an axis"),
+    (SPHERE, 'on = ["x0", "y0", "z0"]', 'on = ["x0", "y0", "outer"]', "bc[0].on[2]", "a roller needs a planar face"),
     (SPHERE, 'type = "roller"', 'type = "dirichlet"', "bc[0].type", "'dirichlet' is not a condition of a elasticity problem"),
     (SPHERE, 'type = "roller"', 'type = "rolller"', "bc[0].type", "did you mean 'roller'"),
     (SPHERE, 'on = ["x0", "y0", "z0"]', 'on = ["x0", "y0", "z0"]\nvalue = "auto"', "bc[0].value", "takes no value"),

@@ -268,3 +268,16 @@ def test_the_fingerprint_follows_the_mesh_contents_not_its_place(tmp_path):
     assert digest(first) == digest(moved)
     edited = tagged(tmp_path / "b.msh", extra_groups=("lid",))
     assert digest(edited) != digest(first)
+
+
+def test_thick_cylinder_sector_mesh_has_an_oblique_cut():
+    """The 30-degree sector: ``y0`` and ``cut`` are planes of area 1 through the axis, ``cut``
+    normal to no axis (outward normal (-sin 30, cos 30, 0)), both supporting."""
+    mesh = read_mesh(MESHES / "thick_cylinder_sector.msh")
+    assert set(mesh.faces) == {"inner", "outer", "y0", "cut", "bottom", "top"}
+    assert mesh.area("y0") == pytest.approx(1.0, abs=1e-12) and mesh.area("cut") == pytest.approx(1.0, abs=1e-12)
+    cut = mesh.planes["cut"]
+    assert np.allclose(cut.normal, (-0.5, math.sqrt(3) / 2, 0), atol=1e-15) and cut.axis is None and cut.supporting
+    assert cut.offset == pytest.approx(0.0, abs=1e-12)
+    assert {f: p.axis for f, p in mesh.planes.items()} == {"y0": 1, "cut": None, "bottom": 2, "top": 2}
+    assert boundary_flux_of_x(mesh) == pytest.approx(3 * mesh.volumes.sum(), rel=1e-12)

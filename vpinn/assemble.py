@@ -28,6 +28,7 @@ from vpinn.fields.ansatz import HardDirichletAnsatz
 from vpinn.fields.jacobian import JACOBIAN_METHODS
 from vpinn.fields.network import Field
 from vpinn.fields.blending import BlendedLift
+from vpinn.fields.projection import RollerProjection, RollerWeight
 from vpinn.geometry import Box, Domain, SphereOctant
 from vpinn.geometry.maps import ParameterMap
 from vpinn.geometry.mesh_domain import MeshDomain
@@ -41,6 +42,8 @@ from vpinn.train.batching import BatchPlan, fit
 from vpinn.train.oom import OutOfMemoryBackoff
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: |n_i . n_j| at most this: two roller planes are perpendicular
+PERPENDICULAR = 1e-9
 
 #: ``[domain] type`` -> the domain object of its spec
 DOMAINS: dict[str, Callable[[DomainSpec], Domain]] = {
@@ -237,11 +240,11 @@ def fingerprint(spec: ProblemSpec) -> dict[str, str]:
 
 def _domain_identity(domain: DomainSpec) -> object:
     """The domain's spec, and for a mesh also its file's contents (a digest): an edited mesh is
-    another problem, a moved one is not."""
+    another problem, a moved one is not (its selectors are part of the spec)."""
     if domain.type != "mesh":
         return domain
     with open(domain.file, "rb") as handle:
-        return (domain.type, domain.scale, domain.translate, hashlib.file_digest(handle, "sha256").hexdigest())
+        return (domain.type, domain.scale, domain.translate, domain.select, hashlib.file_digest(handle, "sha256").hexdigest())
 
 
 # ---------------------------------------------------------------------------- physics and trial
@@ -270,10 +273,10 @@ PHYSICS: dict[str, Callable[[ProblemSpec], Physics]] = {"poisson": _poisson, "el
 
 def constrained_faces(spec: ProblemSpec) -> list[tuple[str, ...]]:
     """Per solution component, the faces where the ansatz fixes it: Dirichlet or clamped faces,
-    and roller planes normal to that component's axis."""
+    and roller planes normal to that component's axis (oblique rollers: :func:`build_projection`)."""
     value_faces = tuple(f for bc in spec.bc if bc.type in VALUE_CONDITIONS for f in bc.faces_on(spec.domain))
     rollers = tuple(f for bc in spec.bc if bc.type == "roller" for f in bc.faces_on(spec.domain))
-    return [value_faces + tuple(f for f in rollers if spec.domain.planes[f] == axis) for axis in range(spec.pde.components)]
+    return [value_faces + tuple(f for f in rollers if spec.domain.planes.get(f) == axis) for axis in range(spec.pde.components)]
 
 
 def value_data(spec: ProblemSpec, bc) -> tuple[Expression, ...]:
@@ -297,7 +300,32 @@ def build_lifts(spec: ProblemSpec, domain: Domain) -> list[Expression | BlendedL
     return result
 
 
+def roller_normals(spec: ProblemSpec) -> dict[str, tuple[float, float, float]]:
+    """Roller face -> unit normal (outward on oblique planes; ``e_axis`` on axis planes)."""
+    rollers = [f for bc in spec.bc if bc.type == "roller" for f in bc.faces_on(spec.domain)]
+    axes, oblique = spec.domain.planes, spec.domain.oblique_planes
+    return {f: oblique[f] if f in oblique else tuple(float(k == axes[f]) for k in range(3)) for f in rollers}
+
+
+def crossing_rollers(normals: dict[str, tuple[float, float, float]], face: str) -> tuple[str, ...]:
+    """The roller faces whose planes are neither perpendicular nor equal to ``face``'s."""
+    return tuple(f for f, n in normals.items()
+                 if f != face and abs(sum(a * b for a, b in zip(n, normals[face]))) > PERPENDICULAR)
+
+
+def build_projection(spec: ProblemSpec, domain: Domain) -> RollerProjection | None:
+    """The oblique rollers' projection of ``u = g + P(d N)``, or None without them."""
+    normals = roller_normals(spec)
+    oblique = [f for f in normals if f in spec.domain.oblique_planes]
+    if not oblique:
+        return None
+    weights = [RollerWeight(domain.distance((f,)), domain.distance(crossing) if (crossing := crossing_rollers(normals, f))
+                            else None) for f in oblique]
+    return RollerProjection([normals[f] for f in oblique], weights)
+
+
 def build_trial(spec: ProblemSpec, domain: Domain, field: Field) -> HardDirichletAnsatz:
-    """``u_k = g_k + d_k N_k`` with ``d_k`` vanishing on the faces that constrain component k."""
+    """``u = g + P(d N)``: ``d_k`` vanishing on the faces that constrain component k, ``P`` the
+    projection of the oblique rollers (if any)."""
     distances = [domain.distance(faces) if faces else None for faces in constrained_faces(spec)]
-    return HardDirichletAnsatz(field, distances, build_lifts(spec, domain))
+    return HardDirichletAnsatz(field, distances, build_lifts(spec, domain), build_projection(spec, domain))

@@ -1,6 +1,6 @@
 """Regenerate the bundled meshes with gmsh's Python API (``pip install gmsh``; needed only here).
 
-    python problems/meshes/make_meshes.py            # writes cube.msh, hollow_sphere.msh, thick_cylinder.msh
+    python problems/meshes/make_meshes.py    # cube.msh, hollow_sphere.msh, thick_cylinder.msh, thick_cylinder_sector.msh
 
 Each mesh has one physical volume and named physical surfaces, which problem files name in
 ``[[bc]] on = [...]``:
@@ -8,7 +8,9 @@ Each mesh has one physical volume and named physical surfaces, which problem fil
 * ``cube.msh``: the unit cube, faces ``xmin xmax ymin ymax zmin zmax`` (mesh size 1/6);
 * ``hollow_sphere.msh``: the full hollow sphere 1 <= r <= 2, faces ``inner outer`` (size 0.45);
 * ``thick_cylinder.msh``: a quarter of the thick-walled cylinder 1 <= r <= 2, 0 <= z <= 1 with
-  x, y >= 0, faces ``inner outer x0 y0 bottom top`` (size 0.2).
+  x, y >= 0, faces ``inner outer x0 y0 bottom top`` (size 0.2);
+* ``thick_cylinder_sector.msh``: the 30-degree sector 0 <= theta <= pi/6 of the same cylinder,
+  faces ``inner outer y0 cut bottom top`` (``cut``: the oblique plane theta = pi/6; size 0.2).
 
 The files are written as gmsh 4.1 ASCII, each well under 1 MB.
 """
@@ -96,6 +98,31 @@ def thick_cylinder() -> None:
     _write("thick_cylinder.msh", 0.2)
 
 
+#: the opening of the cylinder's sector (radians): its second cut plane is oblique
+SECTOR = math.pi / 6
+
+
+def thick_cylinder_sector() -> None:
+    gmsh.model.add("thick_cylinder_sector")
+    outer = gmsh.model.occ.addCylinder(0, 0, 0, 0, 0, 1, 2, angle=SECTOR)
+    inner = gmsh.model.occ.addCylinder(0, 0, 0, 0, 0, 1, 1, angle=SECTOR)
+    gmsh.model.occ.cut([(3, outer)], [(3, inner)])
+    gmsh.model.occ.synchronize()
+
+    def names(center):
+        x, y, z = center
+        if abs(z) < 1e-9 or abs(z - 1) < 1e-9:
+            return "bottom" if z < 0.5 else "top"
+        if abs(y) < 1e-9:
+            return "y0"
+        if abs(y * math.cos(SECTOR) - x * math.sin(SECTOR)) < 1e-9:
+            return "cut"
+        return "inner" if math.hypot(x, y) < 1.5 else "outer"
+
+    _name_surfaces(names)
+    _write("thick_cylinder_sector.msh", 0.2)
+
+
 def main() -> int:
     gmsh.initialize(sys.argv[:1])
     gmsh.option.setNumber("General.Terminal", 0)
@@ -103,6 +130,7 @@ def main() -> int:
         cube()
         hollow_sphere()
         thick_cylinder()
+        thick_cylinder_sector()
     finally:
         gmsh.finalize()
     return 0

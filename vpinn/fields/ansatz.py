@@ -3,6 +3,8 @@
 ``d_k`` vanishes on the faces where component k is prescribed (and is 1 where it is free), so
 ``u_k = g_k`` there for any network ``N``; ``g_k`` is the prescribed data, extended into the domain
 by its own formula.  The product rule gives ``grad u_k = grad g_k + N_k grad d_k + d_k grad N_k``.
+Rollers on oblique planes project ``d * N`` before the lift is added, ``u = g + P(d * N)``
+(:mod:`vpinn.fields.projection`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 from vpinn.calculus import value_and_gradient
 from vpinn.fields.network import Field
 from vpinn.fields.parameter_jacobian import parameter_jacobian_rows
+from vpinn.fields.projection import RollerProjection
 
 Tensor = torch.Tensor
 DistanceFunction = Callable[[Tensor], tuple[Tensor, Tensor]]
@@ -33,11 +36,14 @@ class HardDirichletAnsatz:
         where the component is free (``d_k = 1``).
     lifts:
         One function per component returning ``g_k`` (b,), or None for ``g_k = 0``.
+    projection:
+        The oblique rollers' map ``P`` of ``u = g + P(d * N)`` (three components), or None.
     """
 
     field: Field
     distances: Sequence[DistanceFunction | None]
     lifts: Sequence[Callable[[Tensor], Tensor] | None]
+    projection: RollerProjection | None = None
 
     def _factors(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``d`` (b, m) and ``grad d`` (b, m, 3); a distance shared by several components (equal
@@ -66,6 +72,8 @@ class HardDirichletAnsatz:
         d, grad_d = self._factors(x)
         u = d * n
         grad_u = grad_d * n[..., None] + d[..., None] * grad_n
+        if self.projection is not None:
+            self.projection.apply_(x, u, grad_u)
         g, grad_g = self._lift(x, with_gradient=True)
         if g is not None:
             u, grad_u = u + g, grad_u + grad_g
@@ -75,6 +83,8 @@ class HardDirichletAnsatz:
         """``u`` (b, m) only: no Jacobian is computed (boundary terms need none)."""
         d, _ = self._factors(x)
         u = d * self.field(x)
+        if self.projection is not None:
+            self.projection.apply_(x, u)
         g, _ = self._lift(x, with_gradient=False)
         return u if g is None else u + g
 
@@ -89,7 +99,8 @@ class HardDirichletAnsatz:
         From the network's rows (:func:`~vpinn.fields.parameter_jacobian.parameter_jacobian_rows`)
         by the product rule of ``u_k = g_k + s d_k N_k`` (the lift does not depend on theta):
         ``du_k = s d_k dN_k`` and ``d(du_k/dx_j) = s (dd_k/dx_j dN_k + d_k d(dN_k/dx_j))``,
-        computed in place in the one buffer.
+        computed in place in the one buffer; the oblique rollers' projection is linear in
+        ``d * N`` and maps these rows as it maps ``(u, grad u)``.
         """
         rows = parameter_jacobian_rows(self.field, x)
         b, m = x.shape[0], len(self.distances)
@@ -97,4 +108,6 @@ class HardDirichletAnsatz:
         value, grad = rows[:, :m], rows[:, m:].view(b, m, 3, -1)
         grad.mul_(d[:, :, None, None]).addcmul_(grad_d[..., None], value[:, :, None, :])
         value.mul_(d[..., None])
+        if self.projection is not None:
+            self.projection.apply_(x, value, grad)
         return rows.mul_(self.field.output_scale)

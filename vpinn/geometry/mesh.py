@@ -31,6 +31,8 @@ OTHER_VOLUME_CELLS = ("tetra10", "hexahedron", "hexahedron20", "hexahedron27", "
                       "pyramid13")
 #: vertex indices of a triangle are packed into one int64 key: fewer than 2^21 vertices
 MAX_VERTICES = 2**21
+#: the one part of a mesh file without tagged triangles: its whole boundary
+UNTAGGED = "boundary"
 #: relative tolerance (of the mesh's diameter) of "on a plane"
 PLANE_TOLERANCE = 1e-9
 
@@ -108,13 +110,13 @@ def _read(path: str, stamp: int, scale: float, translate: tuple[float, float, fl
     vertices = vertices * scale + np.asarray(translate)
     tetrahedra = np.concatenate([b.data for b in raw.cells if b.type == "tetra"]).astype(np.int64)
     tetrahedra = _oriented(path, vertices, tetrahedra)
-    boundary = _boundary(vertices, tetrahedra)
+    boundary = boundary_triangles(vertices, tetrahedra)
     tagged = _tagged_triangles(raw)
     faces = {name: _on_boundary(path, name, triangles, boundary, len(vertices)) for name, triangles in tagged.items()}
     if not any(len(t) for t in faces.values()):
-        faces = {"boundary": boundary[0]}
+        faces = {UNTAGGED: boundary[0]}
     return Mesh(vertices, tetrahedra, faces, {name: plane for name, tri in faces.items()
-                                              if (plane := _plane(vertices, tri)) is not None})
+                                              if (plane := plane_of(vertices, tri)) is not None})
 
 
 def read_quietly(path: str | Path, error: type[Exception]):
@@ -155,16 +157,16 @@ def _oriented(path: str, vertices: np.ndarray, tetrahedra: np.ndarray) -> np.nda
 TETRA_FACES = np.array([[1, 2, 3], [0, 3, 2], [0, 1, 3], [0, 2, 1]])
 
 
-def _keys(triangles: np.ndarray, count: int) -> np.ndarray:
+def triangle_keys(triangles: np.ndarray, count: int) -> np.ndarray:
     """An integer key per triangle, the same for any order of its vertices."""
     s = np.sort(triangles, axis=1)
     return (s[:, 0] * count + s[:, 1]) * count + s[:, 2]
 
 
-def _boundary(vertices: np.ndarray, tetrahedra: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def boundary_triangles(vertices: np.ndarray, tetrahedra: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Boundary triangles (B, 3), outward oriented, sorted by their keys (B,)."""
     all_faces = tetrahedra[:, TETRA_FACES].reshape(-1, 3)
-    keys = _keys(all_faces, len(vertices))
+    keys = triangle_keys(all_faces, len(vertices))
     unique, first, counts = np.unique(keys, return_index=True, return_counts=True)
     once = first[counts == 1]  # np.unique sorts: these keys are in increasing order
     return all_faces[once], keys[once]
@@ -194,7 +196,7 @@ def _on_boundary(path: str, name: str, triangles: np.ndarray, boundary: tuple[np
     oriented, keys = boundary
     if not len(triangles):
         return triangles
-    wanted = _keys(triangles, count)
+    wanted = triangle_keys(triangles, count)
     position = np.searchsorted(keys, wanted).clip(0, len(keys) - 1)
     found = keys[position] == wanted
     if not found.all():
@@ -213,7 +215,7 @@ def _triangle_normals(vertices: np.ndarray, triangles: np.ndarray) -> tuple[np.n
     return cross / np.maximum(length, 1e-300)[:, None], length / 2
 
 
-def _plane(vertices: np.ndarray, triangles: np.ndarray) -> Plane | None:
+def plane_of(vertices: np.ndarray, triangles: np.ndarray) -> Plane | None:
     """The plane of a boundary part, if all its triangles lie in one."""
     if not len(triangles):
         return None

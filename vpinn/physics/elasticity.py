@@ -13,8 +13,9 @@ norm ``||v||_E^2 = integral sigma(v):eps(v)``.
 
 Conditions are imposed exactly, component by component: ``u_k = g_k + d_k N_k`` where ``d_k``
 vanishes on the clamped faces and on the roller planes normal to axis ``k`` (a roller fixes
-only the normal component, ``u.n = 0``), and ``g`` is the clamp data extended into the domain
-by its own formula.  ``body_force = "auto"`` and traction ``"auto"`` are built once,
+only the normal component, ``u.n = 0``; on an oblique plane ``d N`` is projected instead,
+:mod:`vpinn.fields.projection`), and ``g`` is the clamp data extended into the domain by its
+own formula.  ``body_force = "auto"`` and traction ``"auto"`` are built once,
 symbolically and exactly, from the exact displacement: ``f = -div sigma(u*)``, ``t = sigma(u*) n``.
 
 As ``nu -> 1/2`` the energy's volumetric part ``lam (div u)^2 / 2`` dominates and a

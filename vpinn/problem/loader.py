@@ -19,6 +19,7 @@ from pathlib import Path
 
 from vpinn.errors import ProblemFileError, SpecError, VpinnWarning
 from vpinn.geometry.mesh import MeshError
+from vpinn.geometry.selectors import SelectionError
 from vpinn.expressions import BUILTIN_CONSTANTS, FUNCTIONS, VARIABLES
 from vpinn.problem import schema
 from vpinn.problem.locate import locate
@@ -30,6 +31,8 @@ NESTING = "arrays or tables are nested too deeply (a problem file needs at most 
 
 #: Poisson's ratio above which loading warns about volumetric locking
 LOCKING_NU = 0.45
+#: a distance function at most this at a point of another face: the two faces meet there
+MEETING = 1e-9
 
 
 def load_problem(path: str | Path, overrides: dict[str, object] | None = None) -> ProblemSpec:
@@ -92,6 +95,8 @@ def with_mesh_file(spec: ProblemSpec, base: Path) -> ProblemSpec:
     domain = dataclasses.replace(spec.domain, file=str(path if path.is_absolute() else (base / path).resolve()))
     try:
         domain.mesh()
+    except SelectionError as err:
+        raise SpecError(f"domain.select[{err.index}]" + (f".{err.key}" if err.key else ""), err.reason) from None
     except MeshError as err:
         raise SpecError("domain.file", str(err)) from None
     return dataclasses.replace(spec, domain=domain)
@@ -165,6 +170,7 @@ def check_consistency(spec: ProblemSpec) -> None:
                 raise SpecError(f"bc[{i}].on", f"face '{face}' already has a condition in bc[{seen[face]}]")
             seen[face] = i
     _check_roller_lifts(spec)
+    _check_roller_angles(spec)
     _check_schedule(spec)
     _check_boundary_rule(spec)
     _check_grid(spec)
@@ -246,27 +252,53 @@ def _warn_locking(spec: ProblemSpec) -> None:
 
 
 def _check_roller_lifts(spec: ProblemSpec) -> None:
-    """Each clamp entry's component normal to a roller plane must be 0 on it: there ``u_k = g_k``."""
-    from vpinn.assemble import build_domain, face_samples, value_data  # assembly imports this package
+    """Each clamp entry's component normal to a roller plane must be 0 on it: there ``u.n = g.n``."""
+    from vpinn.assemble import build_domain, face_samples, roller_normals, value_data  # assembly imports this package
 
-    rollers = [f for bc in spec.bc if bc.type == "roller" for f in bc.faces_on(spec.domain)]
+    normals = roller_normals(spec)
     clamps = [(i, bc) for i, bc in enumerate(spec.bc) if bc.type == "clamp"]
-    if not rollers or not clamps:
+    if not normals or not clamps:
         return
     domain = build_domain(spec.domain)
     for index, bc in clamps:
         data = value_data(spec, bc)
-        for face in rollers:
-            lift = data[spec.domain.planes[face]]
-            if lift.is_constant and lift.constant_value == 0:
+        for face, normal in normals.items():
+            parts = [(n, data[k]) for k, n in enumerate(normal) if n and not (data[k].is_constant and data[k].constant_value == 0)]
+            if not parts:
                 continue
-            largest = float(lift(face_samples(domain, face)).abs().max())
+            points = face_samples(domain, face)
+            largest = float(sum(n * g(points) for n, g in parts).abs().max())
             if largest > 1e-12 * spec.model.output_scale:
                 raise SpecError(
                     f"bc[{index}].value",
                     f"the clamp data's component normal to the roller face '{face}' is not 0 there (up to {largest:.3g}); "
                     f"it is extended into the domain as the lift g of u = g + d*N, so write it to vanish on '{face}'",
                 )
+
+
+def _check_roller_angles(spec: ProblemSpec) -> None:
+    """An oblique roller may meet another roller only at a right angle: the projection of one must
+    leave the other's plane alone (:mod:`vpinn.fields.projection`)."""
+    from vpinn.assemble import build_domain, crossing_rollers, face_samples, roller_normals  # assembly imports this package
+
+    normals = roller_normals(spec)
+    oblique = [f for f in normals if f in spec.domain.oblique_planes]
+    if not oblique:
+        return
+    domain = build_domain(spec.domain)
+    for face in oblique:
+        for other in crossing_rollers(normals, face):
+            if float(domain.distance((other,))(face_samples(domain, face))[0].min()) <= MEETING:
+                cosine = abs(sum(a * b for a, b in zip(normals[face], normals[other])))
+                i, bc = next((i, bc) for i, bc in enumerate(spec.bc) if face in bc.faces_on(spec.domain))
+                raise SpecError(_face_key(i, bc, face), f"the roller faces '{face}' and '{other}' meet at "
+                                                        f"{math.degrees(math.acos(min(1.0, cosine))):.1f} degrees; rollers "
+                                                        f"may meet only at right angles (where they meet, the projection of one would disturb the other)")
+
+
+def _face_key(i: int, bc, face: str) -> str:
+    """Where entry ``bc[i]`` names ``face``: ``bc[i].on[j]``, or ``bc[i].on`` for ``"all"``."""
+    return f"bc[{i}].on" if "all" in bc.on else f"bc[{i}].on[{bc.on.index(face)}]"
 
 
 def _check_exact(spec: ProblemSpec) -> None:
@@ -294,11 +326,10 @@ def _check_faces(spec: ProblemSpec, i: int, bc) -> None:
     if domain.type == "mesh":
         for face in bc.faces_on(domain):
             if not len(domain.mesh().faces[face]):
-                key = f"bc[{i}].on" if "all" in bc.on else f"bc[{i}].on[{bc.on.index(face)}]"
-                raise SpecError(key, f"face '{face}' of the mesh {domain.file} has no triangles (an empty part)")
+                raise SpecError(_face_key(i, bc, face), f"face '{face}' of the mesh {domain.file} has no triangles (an empty part)")
     if bc.type == "roller":
+        planar = [*domain.planes, *domain.oblique_planes]
         for face in bc.faces_on(domain):
-            if face not in domain.planes:
-                key = f"bc[{i}].on" if "all" in bc.on else f"bc[{i}].on[{bc.on.index(face)}]"
-                raise SpecError(key, f"a roller needs a plane normal to an axis, and '{face}' is not one "
-                                     f"(planes of the {domain.type}: {', '.join(domain.planes)})")
+            if face not in planar:
+                raise SpecError(_face_key(i, bc, face), f"a roller needs a planar face, and '{face}' is not one "
+                                     f"(planar faces of the {domain.type}: {', '.join(planar) or 'none'})")

@@ -19,6 +19,7 @@ from vpinn.errors import SpecError
 from vpinn.expressions import Expression, parse_expression
 from vpinn.geometry import Box, SphereOctant
 from vpinn.geometry.mesh import read_mesh
+from vpinn.geometry.selectors import InBox, OnPlane, Selector, with_selected
 
 #: boundary conditions that prescribe the solution's value through the lift ``g`` of the ansatz
 #: ``u = g + d*N``; each entry has its own data, blended into one lift (transfinite interpolation)
@@ -96,6 +97,8 @@ class BoxSpec:
     faces: ClassVar[tuple[str, ...]] = Box.FACES
     #: face -> axis of its normal, for the faces that are planes normal to an axis
     planes: ClassVar[dict[str, int]] = Box.PLANES
+    #: face -> outward unit normal, for the planar faces normal to no axis (none)
+    oblique_planes: ClassVar[dict[str, tuple[float, float, float]]] = {}
 
     def __post_init__(self) -> None:
         for axis, (lo, hi) in enumerate(zip(self.lower, self.upper)):
@@ -118,11 +121,64 @@ class SphereOctantSpec:
 
     faces: ClassVar[tuple[str, ...]] = SphereOctant.FACES
     planes: ClassVar[dict[str, int]] = SphereOctant.PLANES
+    oblique_planes: ClassVar[dict[str, tuple[float, float, float]]] = {}
 
     def __post_init__(self) -> None:
         _positive("inner_radius", self.inner_radius)
         if not self.outer_radius > self.inner_radius:
             raise SpecError("outer_radius", f"must exceed inner_radius = {self.inner_radius}, not {self.outer_radius}")
+
+
+@dataclass(frozen=True)
+class PlaneSelectSpec:
+    """``[[domain.select]]`` with ``type = "plane"``: the face ``name`` made of the boundary
+    triangles whose three vertices lie within ``tolerance`` of the plane through ``point`` with
+    normal ``normal`` (any length but zero; lengths after ``scale`` and ``translate``)."""
+
+    type: Literal["plane"]
+    name: str
+    point: tuple[float, float, float]
+    normal: tuple[float, float, float]
+    tolerance: float | None = None  # None: RELATIVE_TOLERANCE times the mesh size
+
+    def __post_init__(self) -> None:
+        _check_selector(self)
+        if not math.hypot(*self.normal) > 0:
+            raise SpecError("normal", "has zero length: give the direction the plane faces, e.g. [0, 0, 1]")
+
+    def selector(self) -> Selector:
+        return Selector(self.name, OnPlane(self.point, self.normal), self.tolerance)
+
+
+@dataclass(frozen=True)
+class BoxSelectSpec:
+    """``[[domain.select]]`` with ``type = "box"``: the face ``name`` made of the boundary
+    triangles whose three vertices lie in ``lower <= x <= upper``, grown by ``tolerance``."""
+
+    type: Literal["box"]
+    name: str
+    lower: tuple[float, float, float]
+    upper: tuple[float, float, float]
+    tolerance: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_selector(self)
+        for axis, (lo, hi) in enumerate(zip(self.lower, self.upper)):
+            if not hi >= lo:
+                raise SpecError(f"upper[{axis}]", f"must be at least lower[{axis}] = {lo}, not {hi}")
+
+    def selector(self) -> Selector:
+        return Selector(self.name, InBox(self.lower, self.upper), self.tolerance)
+
+
+def _check_selector(spec: PlaneSelectSpec | BoxSelectSpec) -> None:
+    if not spec.name or not spec.name.strip():
+        raise SpecError("name", "must name the face (the name [[bc]] on = [...] uses)")
+    if spec.tolerance is not None:
+        _positive("tolerance", spec.tolerance)
+
+
+SelectSpec = PlaneSelectSpec | BoxSelectSpec
 
 
 @dataclass(frozen=True)
@@ -132,7 +188,9 @@ class MeshSpec:
 
     ``file`` is relative to the problem file (the loader makes it absolute).  The faces are the
     file's tagged triangle sets (gmsh physical surfaces, meshio cell sets), or ``boundary`` (the
-    whole boundary) for a file without tags; rollers need a face that is a plane normal to an axis.
+    whole boundary) for a file without tags, and the faces that ``select`` names by a plane or a
+    box (:mod:`vpinn.geometry.selectors`; on an untagged file ``boundary`` keeps the rest);
+    rollers need a planar face.
     Rules on a mesh are ``rule = "simplex"``.
     """
 
@@ -140,6 +198,7 @@ class MeshSpec:
     file: str = ""
     scale: float = 1.0
     translate: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    select: tuple[SelectSpec, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.file:
@@ -147,8 +206,8 @@ class MeshSpec:
         _positive("scale", self.scale)
 
     def mesh(self):
-        """The :class:`~vpinn.geometry.mesh.Mesh` (read once per file version)."""
-        return read_mesh(self.file, self.scale, self.translate)
+        """The :class:`~vpinn.geometry.mesh.Mesh` with its selected faces (read once per file version)."""
+        return with_selected(read_mesh(self.file, self.scale, self.translate), tuple(s.selector() for s in self.select))
 
     @property
     def faces(self) -> tuple[str, ...]:
@@ -158,6 +217,11 @@ class MeshSpec:
     def planes(self) -> dict[str, int]:
         """Face -> axis, for the faces that are planes normal to a coordinate axis."""
         return {face: plane.axis for face, plane in self.mesh().planes.items() if plane.axis is not None}
+
+    @property
+    def oblique_planes(self) -> dict[str, tuple[float, float, float]]:
+        """Face -> outward unit normal, for the planar faces normal to no coordinate axis."""
+        return {face: plane.normal for face, plane in self.mesh().planes.items() if plane.axis is None}
 
 
 DomainSpec = BoxSpec | SphereOctantSpec | MeshSpec
@@ -272,8 +336,10 @@ class VectorBoundarySpec:
     """One ``[[bc]]`` entry of a vector problem (elasticity).
 
     ``clamp``: ``u = value`` (all three components) on the faces, imposed by the ansatz.
-    ``roller``: ``u.n = 0`` on faces that are planes normal to an axis (symmetry planes); only
-    the normal component is constrained, the tangential traction is zero.  Takes no ``value``.
+    ``roller``: ``u.n = 0`` on planar faces (symmetry planes): normal to an axis, that
+    component vanishes; on an oblique plane (a mesh's), the output is projected
+    (:mod:`vpinn.fields.projection`).  Only the normal component is constrained, the tangential
+    traction is zero.  Takes no ``value``.
     ``traction``: ``sigma(u) n = value`` on the faces, an extra boundary term in the energy.
     ``value`` is three expressions (default zero) or ``"auto"`` (``u*``, or ``sigma(u*) n``, from
     ``[exact]``).  Faces named in no entry are traction-free.
