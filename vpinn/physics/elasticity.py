@@ -11,7 +11,8 @@ with body force ``f`` and prescribed traction ``t = sigma n`` on the traction fa
 without a condition are traction-free.  ``E(u) - E(u*) = (1/2) ||u - u*||_E^2`` with the energy
 norm ``||v||_E^2 = integral sigma(v):eps(v)``.
 
-Conditions are imposed exactly, component by component: ``u_k = g_k + d_k N_k`` where ``d_k``
+Conditions are imposed exactly (a clamp may instead be imposed weakly, by Nitsche's boundary
+term: :mod:`vpinn.physics.nitsche`), component by component: ``u_k = g_k + d_k N_k`` where ``d_k``
 vanishes on the clamped faces and on the roller planes normal to axis ``k`` (a roller fixes
 only the normal component, ``u.n = 0``), and ``g`` is the clamp data extended into the domain
 by its own formula.  ``body_force = "auto"`` and traction ``"auto"`` are built once,
@@ -29,6 +30,7 @@ import torch
 
 from vpinn.expressions import Expression
 from vpinn.physics.base import ExactSolution, Form, Load, Physics, evaluate_vector, load_form, normal_components
+from vpinn.physics.nitsche import Conormal, nitsche_form
 from vpinn.quadrature.base import PointBatch
 
 Tensor = torch.Tensor
@@ -101,11 +103,19 @@ def exact_traction(exact: Sequence[Expression], lam: float, mu: float) -> Load:
     return lambda batch: normal_components(sigma, batch)
 
 
+def conormal(lam: float, mu: float) -> Conormal:
+    """The traction ``sigma(u) n`` (b, 3) from points (b, 3), grad u (b, 3, 3) and normals (b, 3)."""
+    return lambda x, grad_u, normals: (stress(grad_u, lam, mu) @ normals[:, :, None])[:, :, 0]
+
+
 def physics(lam: float, mu: float, body_force: Sequence[Expression] | None,
             tractions: Sequence[tuple[str, tuple[str, ...], Load]] = (),
-            exact: Sequence[Expression] | None = None) -> Physics:
+            exact: Sequence[Expression] | None = None,
+            weak: Sequence[tuple[str, tuple[str, ...], Load, float]] = ()) -> Physics:
     """The elasticity :class:`Physics` (see the module docstring): Lamé parameters, body force
-    (None: zero), tractions as (name, faces, load), and the exact displacement if known."""
+    (None: zero), tractions as (name, faces, load), the exact displacement if known, and the
+    clamps imposed by Nitsche's method as (name, faces, data, penalty)."""
+    traction = conormal(lam, mu)
 
     def energy_norm(x: Tensor, grad_error: Tensor) -> Tensor:
         return 2 * strain_energy_density(grad_error, lam, mu)
@@ -121,8 +131,10 @@ def physics(lam: float, mu: float, body_force: Sequence[Expression] | None,
                 f"sigma_{first}{first}": sigma[:, 0, 0], f"sigma_{second}{second}": sigma[:, 1, 1]}
 
     def boundary_fields(x: Tensor, u: Tensor, grad_u: Tensor, normals: Tensor) -> dict[str, Tensor]:
-        return {"traction": (stress(grad_u, lam, mu) @ normals[:, :, None])[:, :, 0]}
+        return {"traction": traction(x, grad_u, normals)}
 
     loads = tuple(load_form(name, faces, load) for name, faces, load in tractions)
+    nitsche = tuple(nitsche_form(name, faces, data, traction, penalty) for name, faces, data, penalty in weak)
     return Physics(energy_form(lam, mu, body_force), loads, energy_norm, derived,
-                   ExactSolution(exact) if exact is not None else None, "displacement", frame_fields, boundary_fields)
+                   ExactSolution(exact) if exact is not None else None, "displacement", frame_fields, boundary_fields,
+                   nitsche)
