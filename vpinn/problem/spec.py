@@ -27,7 +27,7 @@ VALUE_CONDITIONS: frozenset[str] = frozenset({"dirichlet", "clamp"})
 LOAD_CONDITIONS: frozenset[str] = frozenset({"neumann", "traction"})
 #: the default Nitsche penalty ``gamma = NITSCHE_PENALTY * modulus / length`` of a weakly imposed
 #: Dirichlet or clamp entry (:func:`vpinn.assemble.nitsche_penalty`): a dimensionless factor
-NITSCHE_PENALTY = 10.0
+NITSCHE_PENALTY = 100.0
 
 
 #: ``train.batch`` where the file leaves it out: on CUDA a step costs about the same for every
@@ -273,8 +273,7 @@ class _Entry:
             return
         if not self.nitsche:
             raise SpecError("penalty", 'only a method = "nitsche" entry takes a penalty (the exact ansatz needs none)')
-        if not (math.isfinite(self.penalty) and self.penalty > 0):
-            raise SpecError("penalty", f"must be a positive finite number (Nitsche's gamma), not {self.penalty}")
+        _positive("penalty", self.penalty)
 
 
 @dataclass(frozen=True)
