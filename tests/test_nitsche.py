@@ -3,8 +3,6 @@ its Gram matrix, and solves that reach a measured accuracy."""
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
@@ -298,23 +296,26 @@ def test_gram_matrix_takes_the_penalty_part_of_the_boundary():
     assert torch.linalg.eigvalsh(both.matrix - plain.matrix).min() > -1e-10 * float(expected.diagonal().max())
 
 
-#: the bundled Nitsche cube, reduced: 16^3 x 27 volume points, 6 x 16^2 x 9 boundary points
-REDUCED = {"quadrature.cells": [16, 16, 16], "quadrature.order": 3, "quadrature.boundary.cells": [16, 16],
-           "quadrature.evaluation.cells": [8, 8, 8], "train.max_time": 0, "output.grid": [5, 5, 5]}
+#: the bundled Nitsche cube, reduced: 16^3 x 27 = 110,592 volume points, 6 x 8^2 x 16 = 6,144
+#: boundary points, a 1,728-point Gram rule
+REDUCED = {"quadrature.cells": [16, 16, 16], "quadrature.order": 3, "quadrature.boundary.cells": [8, 8],
+           "quadrature.finish.cells": [4, 4, 4], "quadrature.evaluation.cells": [8, 8, 8], "train.max_time": 0,
+           "output.grid": [5, 5, 5]}
 
 
 def test_reduced_nitsche_cube_is_accurate(tmp_path):
-    """A short solve of problems/poisson_cube_nitsche.toml (no distance function)."""
+    """A short solve of problems/poisson_cube_nitsche.toml (no distance function): 300 Adam and
+    20 ENGD steps, about 30 s on one thread."""
     _, summary = solve_bundled(tmp_path, "poisson_cube_nitsche",
-                               {**REDUCED, "train.phase[0].steps": 300, "train.phase[1].steps": 30})
-    assert summary["status"] == "completed" and summary["steps"] == {"adam": 300, "engd": 30}
-    assert summary["rel_l2"] <= 1e-2  # measured: see the assertion's commit
+                               {**REDUCED, "train.phase[0].steps": 300, "train.phase[1].steps": 20})
+    assert summary["status"] == "completed" and summary["steps"] == {"adam": 300, "engd": 20}
+    assert summary["rel_l2"] <= 2e-2  # measured: 7.7e-3 (after Adam: 0.76)
 
 
 @pytest.mark.slow
 def test_nitsche_cube_reaches_its_bundled_accuracy(tmp_path):
-    """The bundled Nitsche cube at its own rules, 500 Adam + 300 ENGD steps."""
+    """The bundled Nitsche cube at its own rules, 500 Adam + 100 ENGD steps (the README's run,
+    about 450 s on one thread)."""
     _, summary = solve_bundled(tmp_path, "poisson_cube_nitsche",
-                               {"train.max_time": 0, "train.phase[1].steps": 300, "output.grid": [5, 5, 5]})
-    assert summary["rel_l2"] <= 1e-3  # measured: see the assertion's commit
-    assert math.isfinite(summary["rel_h1"])
+                               {"train.max_time": 0, "train.phase[1].steps": 100, "output.grid": [5, 5, 5]})
+    assert summary["rel_l2"] <= 1e-3 and summary["rel_h1"] <= 4e-3  # measured: 4.25e-4, 1.77e-3

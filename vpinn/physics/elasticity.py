@@ -11,12 +11,12 @@ with body force ``f`` and prescribed traction ``t = sigma n`` on the traction fa
 without a condition are traction-free.  ``E(u) - E(u*) = (1/2) ||u - u*||_E^2`` with the energy
 norm ``||v||_E^2 = integral sigma(v):eps(v)``.
 
-Conditions are imposed exactly (a clamp may instead be imposed weakly, by Nitsche's boundary
-term: :mod:`vpinn.physics.nitsche`), component by component: ``u_k = g_k + d_k N_k`` where ``d_k``
+Conditions are imposed exactly, component by component: ``u_k = g_k + d_k N_k`` where ``d_k``
 vanishes on the clamped faces and on the roller planes normal to axis ``k`` (a roller fixes
 only the normal component, ``u.n = 0``), and ``g`` is the clamp data extended into the domain
 by its own formula.  ``body_force = "auto"`` and traction ``"auto"`` are built once,
 symbolically and exactly, from the exact displacement: ``f = -div sigma(u*)``, ``t = sigma(u*) n``.
+A clamp may instead be imposed weakly, by Nitsche's boundary term (:mod:`vpinn.physics.nitsche`).
 
 As ``nu -> 1/2`` the energy's volumetric part ``lam (div u)^2 / 2`` dominates and a
 displacement-only discretisation locks (the problem loader warns above ``nu = 0.45``).

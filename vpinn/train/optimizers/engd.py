@@ -106,7 +106,7 @@ class Engd:
 
     def _gradient(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(loss, gradient of the volume term, gradient of the whole loss), flat in ``parameters``
-        order, each summed over the ranks (the volume and the load terms in turn, from cleared
+        order, each summed over the ranks (the volume and the boundary terms in turn, from cleared
         gradients)."""
         problem, group = self.problem, self.problem.group
         terms = [self.volume, *self.boundary] if self.gradient_points == 0 else \
@@ -132,9 +132,10 @@ class Engd:
         ``(pieces, points)`` of each curved boundary term)."""
         group = self.problem.group
         points = self.gram_rule.size if self.gram_rule is not None else fit(self.gram_points, self.problem.samplers[0]) * group.size
-        count = sum(n * len(active_rows(p, group)) for p, n in [(pieces, points), *boundary])  # over all ranks, so
+        # the rows over all ranks, so that every rank picks the same solver
+        count = sum(n * len(active_rows(p, group)) for p, n in [(pieces, points), *boundary])
         woodbury = self.solver == "woodbury" or (self.solver == "auto" and self.damping > 0 and count < len(gradient))
-        sums = jacobian_sums(pieces, self.problem.trial, factored=woodbury, group=group,  # every rank picks one solver
+        sums = jacobian_sums(pieces, self.problem.trial, factored=woodbury, group=group,
                              gram_only=[chunk for p, _ in boundary for chunk in p])
         if woodbury:
             scale = float((sums.matrix * sums.matrix).sum()) / len(gradient)
