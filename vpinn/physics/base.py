@@ -50,13 +50,17 @@ class Form:
     """One integrand of the energy, on the volume (``faces`` None) or on boundary faces.
 
     ``needs_gradient`` False means the density reads ``u`` only (``grad u`` is passed as None),
-    so that no spatial Jacobian is computed for it.
+    so that no spatial Jacobian is computed for it.  ``curvature``, where given, is the density
+    whose Hessian in ``(u, grad u)`` stands for this one's in Gram matrices
+    (:mod:`vpinn.train.curvature`): a positive semi-definite stand-in for a form whose own
+    Hessian is indefinite (Nitsche's boundary term, :mod:`vpinn.physics.nitsche`).
     """
 
     name: str
     density: Density
     needs_gradient: bool = True
     faces: tuple[str, ...] | None = None
+    curvature: Density | None = None
 
 
 def load_form(name: str, faces: tuple[str, ...], load: Load) -> Form:
@@ -93,7 +97,8 @@ class Physics:
     ``primary`` (the solution itself, compared with the exact one on export);
     ``frame_fields`` gives the scalar fields that profile plots show along a domain's
     :class:`~vpinn.geometry.base.Profile` (e.g. ``u_r``, ``sigma_rr`` along a radius);
-    ``boundary_fields`` the fields a boundary shows (the flux, the traction) given outward normals.
+    ``boundary_fields`` the fields a boundary shows (the flux, the traction) given outward normals;
+    ``weak`` the Nitsche terms of Dirichlet or clamp faces imposed weakly.
     """
 
     energy: Form
@@ -104,11 +109,17 @@ class Physics:
     primary: str = "u"
     frame_fields: FrameFields | None = None
     boundary_fields: BoundaryFields | None = None
+    weak: tuple[Form, ...] = ()
+
+    @property
+    def boundary(self) -> tuple[Form, ...]:
+        """The boundary forms: the loads, then the Nitsche terms."""
+        return (*self.loads, *self.weak)
 
     @property
     def forms(self) -> tuple[Form, ...]:
-        """The volume form first, then the boundary loads: the energy is their sum."""
-        return (self.energy, *self.loads)
+        """The volume form first, then the boundary forms: the energy is their sum."""
+        return (self.energy, *self.boundary)
 
 
 @dataclass(frozen=True)

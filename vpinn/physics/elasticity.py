@@ -17,6 +17,7 @@ only the normal component, ``u.n = 0``; on an oblique plane ``d N`` is projected
 :mod:`vpinn.fields.projection`), and ``g`` is the clamp data extended into the domain by its
 own formula.  ``body_force = "auto"`` and traction ``"auto"`` are built once,
 symbolically and exactly, from the exact displacement: ``f = -div sigma(u*)``, ``t = sigma(u*) n``.
+A clamp may instead be imposed weakly, by Nitsche's boundary term (:mod:`vpinn.physics.nitsche`).
 
 As ``nu -> 1/2`` the energy's volumetric part ``lam (div u)^2 / 2`` dominates and a
 displacement-only discretisation locks (the problem loader warns above ``nu = 0.45``).
@@ -30,6 +31,7 @@ import torch
 
 from vpinn.expressions import Expression
 from vpinn.physics.base import ExactSolution, Form, Load, Physics, evaluate_vector, load_form, normal_components
+from vpinn.physics.nitsche import Conormal, nitsche_form
 from vpinn.quadrature.base import PointBatch
 
 Tensor = torch.Tensor
@@ -102,11 +104,19 @@ def exact_traction(exact: Sequence[Expression], lam: float, mu: float) -> Load:
     return lambda batch: normal_components(sigma, batch)
 
 
+def conormal(lam: float, mu: float) -> Conormal:
+    """The traction ``sigma(u) n`` (b, 3) from points (b, 3), grad u (b, 3, 3) and normals (b, 3)."""
+    return lambda x, grad_u, normals: (stress(grad_u, lam, mu) @ normals[:, :, None])[:, :, 0]
+
+
 def physics(lam: float, mu: float, body_force: Sequence[Expression] | None,
             tractions: Sequence[tuple[str, tuple[str, ...], Load]] = (),
-            exact: Sequence[Expression] | None = None) -> Physics:
+            exact: Sequence[Expression] | None = None,
+            weak: Sequence[tuple[str, tuple[str, ...], Load, float]] = ()) -> Physics:
     """The elasticity :class:`Physics` (see the module docstring): Lamé parameters, body force
-    (None: zero), tractions as (name, faces, load), and the exact displacement if known."""
+    (None: zero), tractions as (name, faces, load), the exact displacement if known, and the
+    clamps imposed by Nitsche's method as (name, faces, data, penalty)."""
+    traction = conormal(lam, mu)
 
     def energy_norm(x: Tensor, grad_error: Tensor) -> Tensor:
         return 2 * strain_energy_density(grad_error, lam, mu)
@@ -122,8 +132,10 @@ def physics(lam: float, mu: float, body_force: Sequence[Expression] | None,
                 f"sigma_{first}{first}": sigma[:, 0, 0], f"sigma_{second}{second}": sigma[:, 1, 1]}
 
     def boundary_fields(x: Tensor, u: Tensor, grad_u: Tensor, normals: Tensor) -> dict[str, Tensor]:
-        return {"traction": (stress(grad_u, lam, mu) @ normals[:, :, None])[:, :, 0]}
+        return {"traction": traction(x, grad_u, normals)}
 
     loads = tuple(load_form(name, faces, load) for name, faces, load in tractions)
+    nitsche = tuple(nitsche_form(name, faces, data, traction, penalty) for name, faces, data, penalty in weak)
     return Physics(energy_form(lam, mu, body_force), loads, energy_norm, derived,
-                   ExactSolution(exact) if exact is not None else None, "displacement", frame_fields, boundary_fields)
+                   ExactSolution(exact) if exact is not None else None, "displacement", frame_fields, boundary_fields,
+                   nitsche)

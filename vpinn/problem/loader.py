@@ -177,11 +177,11 @@ def check_consistency(spec: ProblemSpec) -> None:
 
 
 def _check_boundary_rule(spec: ProblemSpec) -> None:
-    """A Neumann or traction entry's boundary rule (one face rule per face) stays enumerable."""
+    """A Neumann, traction or Nitsche entry's boundary rule (one face rule per face) stays enumerable."""
     per_face = spec.quadrature.boundary.size
     for i, bc in enumerate(spec.bc):
         faces = len(bc.faces_on(spec.domain))
-        if bc.type in LOAD_CONDITIONS and faces * per_face > MAX_RULE_POINTS:
+        if (bc.type in LOAD_CONDITIONS or bc.nitsche) and faces * per_face > MAX_RULE_POINTS:
             raise SpecError("quadrature.boundary.cells", f"bc[{i}]'s boundary rule would have {faces * per_face:.3e} points "
                                                          f"({faces} faces); at most 2^62 = {MAX_RULE_POINTS:.3e}")
 
@@ -252,11 +252,12 @@ def _warn_locking(spec: ProblemSpec) -> None:
 
 
 def _check_roller_lifts(spec: ProblemSpec) -> None:
-    """Each clamp entry's component normal to a roller plane must be 0 on it: there ``u.n = g.n``."""
+    """Each exactly imposed clamp entry's component normal to a roller plane must be 0 on it:
+    there ``u.n = g.n`` (a clamp of Nitsche's method has no lift)."""
     from vpinn.assemble import build_domain, face_samples, roller_normals, value_data  # assembly imports this package
 
     normals = roller_normals(spec)
-    clamps = [(i, bc) for i, bc in enumerate(spec.bc) if bc.type == "clamp"]
+    clamps = [(i, bc) for i, bc in enumerate(spec.bc) if bc.type == "clamp" and bc.exact_value]
     if not normals or not clamps:
         return
     domain = build_domain(spec.domain)

@@ -26,6 +26,9 @@ from vpinn.geometry.selectors import InBox, OnPlane, Selector, with_selected
 VALUE_CONDITIONS: frozenset[str] = frozenset({"dirichlet", "clamp"})
 #: boundary conditions that add a boundary term to the energy, integrated by a boundary rule
 LOAD_CONDITIONS: frozenset[str] = frozenset({"neumann", "traction"})
+#: the default Nitsche penalty ``gamma = NITSCHE_PENALTY * modulus / length`` of a weakly imposed
+#: Dirichlet or clamp entry (:func:`vpinn.assemble.nitsche_penalty`): a dimensionless factor
+NITSCHE_PENALTY = 100.0
 
 
 #: ``train.batch`` where the file leaves it out: on CUDA a step costs about the same for every
@@ -308,15 +311,43 @@ class ElasticitySpec:
 PdeSpec = PoissonSpec | ElasticitySpec
 
 
-def _faces_on(on: tuple[str, ...], domain: DomainSpec) -> tuple[str, ...]:
-    return domain.faces if "all" in on else on
+class _Entry:
+    """What the two kinds of ``[[bc]]`` entry share: their faces, and how a Dirichlet or clamp
+    entry is imposed (``method``, ``penalty``)."""
+
+    def faces_on(self, domain: DomainSpec) -> tuple[str, ...]:
+        """The face names, with ``"all"`` expanded to the faces of ``domain``."""
+        return domain.faces if "all" in self.on else self.on
+
+    @property
+    def exact_value(self) -> bool:
+        """True for a Dirichlet or clamp entry imposed exactly, by the ansatz ``u = g + d*N``."""
+        return self.type in VALUE_CONDITIONS and self.method == "exact"
+
+    @property
+    def nitsche(self) -> bool:
+        """True for a Dirichlet or clamp entry imposed weakly, by Nitsche's boundary term."""
+        return self.method == "nitsche"
+
+    def _check_method(self) -> None:
+        if self.nitsche and self.type not in VALUE_CONDITIONS:
+            raise SpecError("method", f'a {self.type} entry is a boundary term of the energy already; only '
+                                      f'{" and ".join(sorted(VALUE_CONDITIONS))} entries take method = "nitsche"')
+        if self.penalty is None:
+            return
+        if not self.nitsche:
+            raise SpecError("penalty", 'only a method = "nitsche" entry takes a penalty (the exact ansatz needs none)')
+        _positive("penalty", self.penalty)
 
 
 @dataclass(frozen=True)
-class ScalarBoundarySpec:
+class ScalarBoundarySpec(_Entry):
     """One ``[[bc]]`` entry of a scalar problem (Poisson).
 
-    ``dirichlet``: ``u = value`` on the faces, imposed exactly by the ansatz ``u = g + d*N``.
+    ``dirichlet``: ``u = value`` on the faces, imposed exactly by the ansatz ``u = g + d*N``
+    (``method = "exact"``), or weakly by Nitsche's boundary term (``method = "nitsche"``, with
+    penalty ``gamma``, units of ``k`` per length; default ``NITSCHE_PENALTY * max k / L``, ``L``
+    the shortest side of the domain's bounding box).
     ``neumann``: ``k du/dn = value`` on the faces, an extra boundary term in the energy.
     ``value = "auto"`` takes the data from ``[exact]``.  Faces named in no entry are natural
     (zero-flux) boundaries.  Face names depend on the domain (checked by the loader).
@@ -325,17 +356,20 @@ class ScalarBoundarySpec:
     type: Literal["dirichlet", "neumann"]
     on: tuple[str, ...] = ("all",)
     value: Expression | Literal["auto"] = field(default_factory=lambda: parse_expression("0"))
+    method: Literal["exact", "nitsche"] = "exact"
+    penalty: float | None = None
 
-    def faces_on(self, domain: DomainSpec) -> tuple[str, ...]:
-        """The face names, with ``"all"`` expanded to the faces of ``domain``."""
-        return _faces_on(self.on, domain)
+    def __post_init__(self) -> None:
+        self._check_method()
 
 
 @dataclass(frozen=True)
-class VectorBoundarySpec:
+class VectorBoundarySpec(_Entry):
     """One ``[[bc]]`` entry of a vector problem (elasticity).
 
-    ``clamp``: ``u = value`` (all three components) on the faces, imposed by the ansatz.
+    ``clamp``: ``u = value`` (all three components) on the faces, imposed by the ansatz, or
+    weakly with ``method = "nitsche"`` (penalty ``gamma`` in units of stress per length; default
+    ``NITSCHE_PENALTY * (lam + 2 mu) / L``, ``L`` the shortest side of the bounding box).
     ``roller``: ``u.n = 0`` on planar faces (symmetry planes): normal to an axis, that
     component vanishes; on an oblique plane (a mesh's), the output is projected
     (:mod:`vpinn.fields.projection`).  Only the normal component is constrained, the tangential
@@ -348,17 +382,16 @@ class VectorBoundarySpec:
     type: Literal["clamp", "roller", "traction"]
     on: tuple[str, ...] = ("all",)
     value: Vector | Literal["auto"] | None = None  # None: zero for clamp and traction
+    method: Literal["exact", "nitsche"] = "exact"
+    penalty: float | None = None
 
     def __post_init__(self) -> None:
+        self._check_method()
         if self.type == "roller":
             if self.value is not None:
                 raise SpecError("value", "a roller only fixes u.n = 0 and takes no value")
         elif self.value is None:
             object.__setattr__(self, "value", tuple(parse_expression("0") for _ in range(3)))
-
-    def faces_on(self, domain: DomainSpec) -> tuple[str, ...]:
-        """The face names, with ``"all"`` expanded to the faces of ``domain``."""
-        return _faces_on(self.on, domain)
 
 
 BoundarySpec = ScalarBoundarySpec | VectorBoundarySpec

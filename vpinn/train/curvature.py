@@ -16,6 +16,12 @@ eigen-decomposition ``H_i = V_i Lambda_i V_i^T``, keeping only the curved direct
 ``H``: 3 rows per point for Poisson, 6 for elasticity, where the rotations of ``grad u`` store
 no energy), which is half the work of the 12-row product for elasticity.
 
+A boundary term that reads ``grad u`` (Nitsche's weak Dirichlet or clamp term) adds its own
+sample's ``J^T H J`` to ``G``.  Its density's Hessian is indefinite, so its form names a positive
+semi-definite stand-in (:attr:`~vpinn.physics.base.Form.curvature`, the penalty part
+``gamma |u - g|^2 / 2``: one row ``(c w_i gamma)^(1/2) J_u`` per point); the gradient and the
+line search keep the exact energy.
+
 Only one chunk's Jacobians ``J`` (``chunk x q x P`` numbers) exist at a time: the pieces keep
 ``z``, ``de/dz`` and ``H`` per point (``q + q^2`` numbers), and the one pass over the sample
 computes ``J`` chunk by chunk, adding it into ``G`` (or ``A``) and into the sample's gradient
@@ -40,12 +46,22 @@ Tensor = torch.Tensor
 
 
 def density_derivatives(form: Form, batch: PointBatch, u: Tensor, grad_u: Tensor) -> tuple[Tensor, Tensor]:
-    """``de/dz`` (b, q) and ``d^2e/dz^2`` (b, q, q) of ``form``'s density at ``z = (u, grad u)``,
-    flattened as ``[u_0 .. u_{m-1}, du_0/dx, du_0/dy, du_0/dz, du_1/dx, ...]`` (q = 4m)."""
+    """``de/dz`` (b, q) of ``form``'s density and the Hessian (b, q, q) its Gram matrix takes, at
+    ``z = (u, grad u)`` flattened as ``[u_0 .. u_{m-1}, du_0/dx, du_0/dy, du_0/dz, du_1/dx, ...]``
+    (q = 4m): ``d^2e/dz^2``, or the Hessian of the form's ``curvature`` where it names a positive
+    semi-definite stand-in (Nitsche's boundary term: its penalty part)."""
+    slope, hessian = _derivatives(form.density, batch, u, grad_u)
+    if form.curvature is not None:
+        hessian = _derivatives(form.curvature, batch, u, grad_u)[1]
+    return slope, hessian
+
+
+def _derivatives(density_of, batch: PointBatch, u: Tensor, grad_u: Tensor) -> tuple[Tensor, Tensor]:
+    """``de/dz`` (b, q) and ``d^2e/dz^2`` (b, q, q) of the density ``density_of`` at ``z``."""
     b, m = u.shape
     with torch.enable_grad():
         z = torch.cat([u, grad_u.reshape(b, 3 * m)], dim=1).detach().requires_grad_(True)
-        density = form.density(batch, z[:, :m], z[:, m:].view(b, m, 3))
+        density = density_of(batch, z[:, :m], z[:, m:].view(b, m, 3))
         (slope,) = torch.autograd.grad(density.sum(), z, create_graph=True)
         if not slope.requires_grad:  # a density linear in z: no curvature
             return slope.detach(), slope.new_zeros(b, 4 * m, 4 * m)
@@ -99,9 +115,11 @@ def active_rows(pieces: list[CurvatureChunk], group: Group = LOCAL) -> Tensor:
     return torch.nonzero(curvature > 0)[:, 0]
 
 
-def jacobian_sums(pieces: list[CurvatureChunk], trial, *, factored: bool = False, group: Group = LOCAL) -> JacobianSums:
+def jacobian_sums(pieces: list[CurvatureChunk], trial, *, factored: bool = False, group: Group = LOCAL,
+                  gram_only: list[CurvatureChunk] = ()) -> JacobianSums:
     """One pass over the sample: each chunk's ``J`` (b, q, P) from ``trial.parameter_jacobian``
-    goes into the sample's gradient and into the rows of ``A``: per point
+    goes into the sample's gradient and into the rows of ``A`` (the chunks of ``gram_only``, a
+    boundary term's sample whose energy the line search sums exactly, into ``A`` only): per point
     ``(c w_i)^(1/2) Lambda^(1/2) V^T J_i`` from the eigenvalues of ``H_i`` (negative ones, which a
     convex energy has not, clipped to 0), leaving out the eigenvectors on which no point of the
     chunk has curvature (Poisson: ``u`` itself, so 3 rows per point; elasticity: ``u`` and the 3
@@ -110,10 +128,11 @@ def jacobian_sums(pieces: list[CurvatureChunk], trial, *, factored: bool = False
     ``G`` and the gradient are summed and ``A``'s rows gathered (zero rows, which change neither
     ``G`` nor the Woodbury solve, pad ranks with fewer points)."""
     matrix, blocks, slope_gradient = None, [], None
-    for p in pieces:
+    for k, p in enumerate([*pieces, *gram_only]):
         jacobian = trial.parameter_jacobian(p.batch.points)
-        part_gradient = torch.einsum("bq,bqp->p", p.weights[:, None] * p.slope, jacobian)
-        slope_gradient = part_gradient if slope_gradient is None else slope_gradient + part_gradient
+        if k < len(pieces):
+            part_gradient = torch.einsum("bq,bqp->p", p.weights[:, None] * p.slope, jacobian)
+            slope_gradient = part_gradient if slope_gradient is None else slope_gradient + part_gradient
         values, vectors = torch.linalg.eigh(p.hessian)
         values = (p.weights[:, None] * values).clamp(min=0)
         curved = values.amax(0) > 1e-12 * values.max()  # the eigen-directions some point curves

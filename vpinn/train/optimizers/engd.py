@@ -13,7 +13,9 @@ One step, with ``theta`` the network's parameters:
    reach 1e20) are those of the least-resolved directions, which a random sample misjudges and
    a Gauss rule integrates accurately (measured on the Poisson cube, 32x32 network, 120 steps:
    4,096 random points of the training rule stall near 1.3e-5 relative L2, a 5,832-point
-   auxiliary Gauss rule reaches 4.6e-6).
+   auxiliary Gauss rule reaches 4.6e-6).  A boundary term that reads ``grad u`` (Nitsche's)
+   adds the Gram matrix of its curvature stand-in (:mod:`vpinn.train.curvature`) on a fresh
+   sample of its own rule, of its ``boundary_batch`` points.
 3. **Direction** ``d = (G + lam I)^-1 g``, ``lam = damping * boost * tr(G)/P``: a dense Cholesky
    solve, or the Woodbury form when the sample has fewer rows than there are parameters.
 4. **Line search** over ``eta in {4, 2, 1, 1/2, ..., 2^-10}`` on the change of the energy, estimated on
@@ -22,7 +24,8 @@ One step, with ``theta`` the network's parameters:
    linear part of ``dz_i``, ``-eta J_i d``, sums over the whole rule to ``-eta g.d`` exactly; only
    the small remainder is sampled, so the estimate stays accurate when the change is tiny
    (near the minimum, where a plain sampled difference would be pure noise).  Boundary terms
-   (loads, linear in u) are summed over their whole rules.
+   (loads, linear in u; Nitsche's terms, quadratic in ``(u, grad u)``) are summed over their
+   whole rules.
 5. If no ``eta`` lowers the estimate the step is rejected; the damping adapts as in
    Levenberg-Marquardt: its factor ``boost`` is divided by the ``eta`` taken (the step length
    the line search chose says how far the damped step fell short of, or overshot, the best one:
@@ -49,6 +52,7 @@ import dataclasses
 import torch
 
 from vpinn.distributed import shared_chunks
+from vpinn.physics.base import integrand
 from vpinn.quadrature.base import PointBatch, QuadratureRule
 from vpinn.train.batching import fit
 from vpinn.train.curvature import CurvatureChunk, active_rows, curvature_chunks, jacobian_sums, solve_dense, solve_woodbury
@@ -91,7 +95,7 @@ class Engd:
         self.problem, self.dtype = problem, dtype
         self.gram_points, self.gradient_points = gram_points, gradient_points
         self.damping, self.solver, self.chunk = damping, solver, chunk
-        self.volume, self.loads = problem.terms[0], problem.terms[1:]
+        self.volume, self.boundary = problem.terms[0], problem.terms[1:]
         self.gram_rule, self.boost, self.passes = gram_rule, 1.0, 0.0
         self.reach = STEPS[0]  # the longest step length the line search may take (1 after an undone step)
         self.anchor: dict | None = None  # the last accepted point, its exact loss and gradients
@@ -102,11 +106,11 @@ class Engd:
 
     def _gradient(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(loss, gradient of the volume term, gradient of the whole loss), flat in ``parameters``
-        order, each summed over the ranks (the volume and the load terms in turn, from cleared
+        order, each summed over the ranks (the volume and the boundary terms in turn, from cleared
         gradients)."""
         problem, group = self.problem, self.problem.group
-        terms = [self.volume, *self.loads] if self.gradient_points == 0 else \
-            [dataclasses.replace(self.volume, batch=self.gradient_points), *self.loads]
+        terms = [self.volume, *self.boundary] if self.gradient_points == 0 else \
+            [dataclasses.replace(self.volume, batch=self.gradient_points), *self.boundary]
         loss, gradients = torch.zeros((), dtype=torch.float64, device=problem.device), []
         for part, samplers in ((terms[:1], problem.samplers[:1]), (terms[1:], problem.samplers[1:])):
             for p in self.parameters:
@@ -121,14 +125,18 @@ class Engd:
         self.passes += 1 if self.gradient_points == 0 else self.gradient_points * group.size / self.volume.rule.size
         return loss, gradients[0], gradients[0] + gradients[1]
 
-    def _direction(self, pieces: list[CurvatureChunk], gradient: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _direction(self, pieces: list[CurvatureChunk], boundary: list[tuple[list[CurvatureChunk], int]],
+                   gradient: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The damped direction ``(G + lam I)^-1 g`` and the Gram sample's own energy gradient
-        (for the line search), from one pass over the sample's Jacobians."""
+        (for the line search), from one pass over the samples' Jacobians (the volume's, and the
+        ``(pieces, points)`` of each curved boundary term)."""
         group = self.problem.group
         points = self.gram_rule.size if self.gram_rule is not None else fit(self.gram_points, self.problem.samplers[0]) * group.size
-        count = points * len(active_rows(pieces, group))  # over all ranks, so that every rank picks the same solver
+        # the rows over all ranks, so that every rank picks the same solver
+        count = sum(n * len(active_rows(p, group)) for p, n in [(pieces, points), *boundary])
         woodbury = self.solver == "woodbury" or (self.solver == "auto" and self.damping > 0 and count < len(gradient))
-        sums = jacobian_sums(pieces, self.problem.trial, factored=woodbury, group=group)
+        sums = jacobian_sums(pieces, self.problem.trial, factored=woodbury, group=group,
+                             gram_only=[chunk for p, _ in boundary for chunk in p])
         if woodbury:
             scale = float((sums.matrix * sums.matrix).sum()) / len(gradient)
             return solve_woodbury(sums.matrix, gradient, self.damping * self.boost * scale), sums.slope_gradient
@@ -146,21 +154,21 @@ class Engd:
                     torch.sub(p0, direction[offset:offset + p.numel()].view_as(p), alpha=eta, out=p)
                 offset += p.numel()
 
-    def _load_values(self) -> list[tuple]:
-        """Each load term's batches (this rank's share of its rule) with the trial's values there
+    def _boundary_values(self) -> list[tuple]:
+        """Each boundary term's batches (this rank's share of its rule) with its density there
         (for exact differences)."""
         problem, cached = self.problem, []
-        for term in self.loads:
+        for term in self.boundary:
             for index in shared_chunks(term.rule, problem.chunk, problem.device, problem.group):
                 batch = term.rule.take(index, self.dtype)
                 with torch.no_grad():
-                    cached.append((term.form, batch, problem.trial.value(batch.points)))
+                    cached.append((term.form, batch, integrand(term.form, problem.trial, batch)))
         return cached
 
     def _energy_changes(self, pieces: list[CurvatureChunk], direction: torch.Tensor, volume_gradient: torch.Tensor,
-                        sample_gradient: torch.Tensor, loads: list[tuple], steps: list[float]) -> list[float]:
+                        sample_gradient: torch.Tensor, boundary: list[tuple], steps: list[float]) -> list[float]:
         """The estimated ``E(theta - eta d) - E(theta)`` for every ``eta`` of ``steps``: each
-        rank sums its Gram points and its share of the load rules, the sums are summed over the
+        rank sums its Gram points and its share of the boundary rules, the sums are summed over the
         ranks, and the exact linear part ``-eta g.d`` is added once.  The sample's own linear
         part, ``sum_i w_i e'_i . (-eta J_i d) = -eta g_sample.d``, is taken out of the sampled sum
         with ``sample_gradient`` (already summed over the ranks, so added on rank 0 only)."""
@@ -179,9 +187,8 @@ class Engd:
                     first = (piece.slope * dz).sum(1)
                     quadratic = 0.5 * (dz[:, None, :] @ piece.hessian @ dz[:, :, None])[:, 0, 0]
                     total += (piece.weights * (first + quadratic)).sum(dtype=torch.float64)
-                for form, batch, before in loads:
-                    after = self.problem.trial.value(batch.points)
-                    change = form.density(batch, after, None) - form.density(batch, before, None)
+                for form, batch, before in boundary:
+                    change = integrand(form, self.problem.trial, batch) - before
                     total += (batch.weights * change).sum(dtype=torch.float64)
             changes.append(total + eta * sample_linear)
         self._move(start, direction, 0.0)
@@ -198,6 +205,20 @@ class Engd:
             return dataclasses.replace(batch, weights=factor * batch.weights), 1.0
         start, stop = self.problem.group.share(self.gram_rule.size)
         return self.gram_rule.take(torch.arange(start, stop, device=self.problem.device), self.dtype), 1.0
+
+    def _boundary_curvature(self) -> list[tuple[list[CurvatureChunk], int]]:
+        """The curvature pieces of a fresh sample of each boundary term that reads ``grad u``
+        (the loads are linear in u: no curvature), drawn by its own sampler (its batch,
+        unbiased), and the sample's size over all ranks."""
+        problem, curved = self.problem, []
+        for term, sampler in zip(self.boundary, problem.samplers[1:]):
+            if term.form.needs_gradient:
+                points = fit(term.batch, sampler)
+                index, factor = sampler.sample(points)
+                batch = term.rule.take(index, self.dtype)
+                curved.append((curvature_chunks(term.form, problem.trial, batch, factor, self.chunk),
+                               points * problem.group.size))
+        return curved
 
     def _checked_gradient(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """:meth:`_gradient` at the current point; with exact gradients, if the last step raised
@@ -221,9 +242,9 @@ class Engd:
         loss, volume_gradient, gradient = self._checked_gradient()
         sample, factor = self._gram_sample()
         pieces = curvature_chunks(self.volume.form, self.problem.trial, sample, factor, self.chunk)
-        direction, sample_gradient = self._direction(pieces, gradient)
+        direction, sample_gradient = self._direction(pieces, self._boundary_curvature(), gradient)
         steps = [eta for eta in STEPS if eta <= self.reach]
-        changes = self._energy_changes(pieces, direction, volume_gradient, sample_gradient, self._load_values(), steps)
+        changes = self._energy_changes(pieces, direction, volume_gradient, sample_gradient, self._boundary_values(), steps)
         best = min(range(len(steps)), key=changes.__getitem__)
         eta = steps[best] if changes[best] < 0 else 0.0
         self.reach = min(2 * self.reach, STEPS[0]) if eta > 0 else self.reach
