@@ -108,6 +108,33 @@ def test_auto_batch_grows_until_adams_update_is_no_longer_noise_dominated(thresh
     assert settled == 256 or settled / 2 < threshold * 1500 <= settled
 
 
+def test_auto_batch_grows_only_to_a_size_the_time_left_allows():
+    """The plan's ``fits`` (the rest of the phase ends in time) caps growth that both rules want."""
+    plan = BatchPlan([256], [Fixed()], maximum=2**20, micro=10**9, auto=True, overhead=4096, snr_threshold=4.0)
+    for _ in range(40):
+        plan.update(adam_noise(1500.0, 1.0, plan.batches[0]), [], fits=lambda batch: batch <= 1024)
+    assert plan.batches == [1024]
+
+
+def test_adams_time_forecast_says_which_batches_fit(small_problem, monkeypatch):
+    """Adam's forecast: the time per step since the previous diagnostic, scaled by
+    (b' + b_o) / (b + b_o), times the steps left; 1 s per step, 60 steps left and 30 s to spare
+    allow a factor up to 1.5: b' <= 1.5 * 4352 - 4096 = 2432 from b = 256 with b_o = 4096."""
+    import vpinn.train.optimizers.adam as adam_module
+    adam = trainer_for(small_problem, {"train.batch": "auto", "train.steps": 80}).phases[0].optimizer
+    adam.plan.overhead, adam.plan.batches[0] = 4096, 256
+    assert adam._fits_in_time()(2**30)  # no deadline: anything fits
+    adam.deadline = 100.0
+    clock = iter([0.0, 10.0])
+    monkeypatch.setattr(adam_module.time, "perf_counter", lambda: next(clock))
+    adam.count = 10
+    assert adam._fits_in_time()(2**30)  # no measurement yet
+    adam.count = 20  # 10 steps in 10 s; 60 left end at 70 s
+    fits = adam._fits_in_time()
+    assert fits(512) and fits(2432)
+    assert not fits(2433) and not fits(8192)
+
+
 class Fixed:
     granule, minimum = 1, 1
 

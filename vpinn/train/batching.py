@@ -46,6 +46,11 @@ in the update) the batch doubles, which halves the noise part of the update at t
 learning rate.  Near the end of a schedule this is what lets the error fall with the learning
 rate rather than settle at the noise floor of a small batch.
 
+Under a time limit the batch never grows past the size at which the rest of the phase, at the
+time per step measured since the previous diagnostic (scaled by ``(b' + b_o) / (b + b_o)``),
+would end after the phase's deadline: growth that would cut the schedule short buys a lower
+noise floor for a learning rate the run never reaches.
+
 Decisions need four numbers on the host, read at diagnostic steps only (every ``log_every`` steps,
 when the loop reads the loss anyway).
 """
@@ -53,7 +58,7 @@ when the loop reads the loss anyway).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -125,9 +130,11 @@ class BatchPlan:
             return None
         return first, batch - first
 
-    def update(self, noise: dict[str, torch.Tensor], spreads: Sequence[torch.Tensor]) -> str | None:
-        """Fold one diagnostic in; change the batches if the rules say so.  Returns a note of the
-        change (for the log) or None."""
+    def update(self, noise: dict[str, torch.Tensor], spreads: Sequence[torch.Tensor],
+               fits: Callable[[int], bool] = lambda batch: True) -> str | None:
+        """Fold one diagnostic in; change the batches if the rules say so, growing the volume
+        batch only to a size for which ``fits`` (the rest of the phase ends in its time) holds.
+        Returns a note of the change (for the log) or None."""
         self.growth = 1.0
         if not self.adaptive:
             return None
@@ -147,9 +154,9 @@ class BatchPlan:
             snr = batch * self.signal / max(self.per_point, 1e-300)
             gain = doubling_gain(batch, snr, self.overhead)
             adam_snr = math.inf if self.adam_signal is None else batch * self.adam_signal / max(self.adam_per_point, 1e-300)
-            if gain > 1 or adam_snr < self.snr_threshold:
-                grown = [fit(min(2 * b, self.maximum) if k == 0 else 2 * b, s)
-                         for k, (b, s) in enumerate(zip(self.batches, self.samplers))]
+            grown = [fit(min(2 * b, self.maximum) if k == 0 else 2 * b, s)
+                     for k, (b, s) in enumerate(zip(self.batches, self.samplers))]
+            if (gain > 1 or adam_snr < self.snr_threshold) and fits(grown[0]):
                 reason = (f"a doubling gives {gain:.3f} times the gain per second" if gain > 1 else
                           f"Adam's update is noise-dominated, SNR {adam_snr:.3g} in its metric")
                 note = f"batch {batch:,} -> {grown[0]:,} (gradient SNR {snr:.3g}: {reason})"

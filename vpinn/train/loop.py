@@ -124,6 +124,8 @@ class Trainer:
             self.network.to(dtype=phase.dtype)
             self.dtype = phase.dtype
         self.observer.phase_started(phase, self.done[index])
+        if hasattr(phase.optimizer, "deadline"):  # an optimiser whose decisions depend on the time left (Adam's batch growth)
+            phase.optimizer.deadline = deadline
         try:
             lap_start = time.perf_counter()
             while self.done[index] < phase.steps:

@@ -3,8 +3,10 @@
 An optimiser is built once per training phase from the :class:`TrainingProblem` (the shared
 parameters, the trial function, the loss terms and their samplers) and its own keyword options;
 :meth:`Optimizer.step` does one update of the parameters and returns a :class:`StepReport`;
-``state_dict`` / ``load_state_dict`` carry its state through checkpoints.  Adding an optimiser is
-one new file and one entry in :data:`OPTIMIZERS`.
+``state_dict`` / ``load_state_dict`` carry its state through checkpoints.  An optimiser with a
+``deadline`` attribute (Adam, whose batch growth depends on the time left) is given the phase's
+deadline (``time.perf_counter`` seconds, None: no time limit) by the loop before the phase runs.
+Adding an optimiser is one new file and one entry in :data:`OPTIMIZERS`.
 """
 
 from __future__ import annotations

@@ -22,6 +22,9 @@ report's tensors stay on the device until the loop logs them.
 
 from __future__ import annotations
 
+import time
+from typing import Callable
+
 import torch
 
 from vpinn.train.batching import BatchPlan
@@ -90,6 +93,8 @@ class Adam:
         self.square_norm = torch.zeros((), dtype=torch.float64, device=device)  # running |g|^2 (clip = "auto")
         self.clipped = torch.zeros((), dtype=torch.float64, device=device)  # steps clipped since the last diagnostic
         self.notes: list[str] = []
+        self.deadline: float | None = None  # the phase's deadline (time.perf_counter seconds), set by the loop
+        self._lap: tuple[float, int] | None = None  # (time, count) at the previous diagnostic step
 
     def _diagnosed_gradient(self) -> dict[str, torch.Tensor] | None:
         """Back-propagate the step's batch as two half draws; set ``.grad`` to their weighted mean
@@ -150,13 +155,34 @@ class Adam:
             report.diagnostics["clip_rate"] = self.clipped / max(1, self.diagnose_every)
         if noise is not None:
             self.clipped = torch.zeros_like(self.clipped)
-            note = plan.update(noise, self._spreads)
+            note = plan.update(noise, self._spreads, self._fits_in_time())
             if plan.growth != 1.0:
                 self._rescale_second_moments(plan.growth)
             if note:
                 self.notes.append(f"step {self.count}: {note}")
                 report.note = note
         return report
+
+    def _fits_in_time(self) -> Callable[[int], bool]:
+        """Whether the rest of the phase at volume batch b' ends by ``deadline``: the time per
+        step since the previous diagnostic, scaled by ``(b' + b_o) / (b + b_o)`` (the plan's cost
+        model), times the steps left; the slowest rank decides (one all-reduce, at diagnostic
+        steps only).  Always true without a deadline or before a first measurement."""
+        now, previous = time.perf_counter(), self._lap
+        self._lap = (now, self.count)
+        if self.deadline is None or previous is None or self.count <= previous[1]:
+            return lambda batch: True
+        plan, steps_left = self.plan, self.schedule.steps - self.count
+        per_step = (now - previous[0]) / (self.count - previous[1])
+        measured = torch.tensor([now + steps_left * per_step - self.deadline, per_step], dtype=torch.float64,
+                                device=self.problem.device)
+        late, per_step = self.problem.group.max_(measured).tolist()  # s past the deadline at today's batch; s/step
+
+        def fits(batch: int) -> bool:
+            factor = (batch + plan.overhead) / (plan.batches[0] + plan.overhead)
+            return late + steps_left * per_step * (factor - 1) <= 0
+
+        return fits
 
     def _rescale_second_moments(self, ratio: float) -> None:
         """Scale Adam's second moments ``v ≈ |E g|^2 + tr Σ / b`` by ``ratio = b / b'`` when the
