@@ -49,6 +49,7 @@ def test_partial_rule_tables_keep_their_own_defaults():
         ('type = "box"', 'type = "ball"', "domain.type", 'type = "ball"', "must be one of 'box'"),
         ("[model]", "[modle]", "modle", "[modle]", "did you mean 'model'"),
         ("[train]", '[train]\nlbfgs.dtype = "float16"', "train.lbfgs.dtype", 'lbfgs.dtype = "float16"', "must be one of"),
+        ("[train]", "[train]\nsnr_threshold = -1", "train.snr_threshold", "snr_threshold = -1", "0 (off) or positive"),
     ],
 )
 def test_user_errors_name_the_key_and_line(old, new, key, marker, words):

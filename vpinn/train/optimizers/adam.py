@@ -8,11 +8,13 @@ implementation on CUDA: one kernel for all parameters, no host synchronisation).
 
 Every ``diagnose_every`` steps the batch is drawn as two independent halves whose gradients give
 the noise diagnostics (:mod:`vpinn.train.noise`: the trace of the gradient covariance, the
-signal ``|E g|^2``, the SNR and the noise scale); the step then uses their weighted mean, the
+signal ``|E g|^2``, the SNR and the noise scale, and the SNR in Adam's own metric
+``1 / (sqrt(v) + eps)``); the step then uses their weighted mean, the
 same estimate as one draw (with several ranks each half is summed over the ranks, exactly,
 before the statistics, so that they are those of the global halves).  The batch plan (:mod:`vpinn.train.batching`) may then change the
-batches; a doubling of the volume batch from b to b' points scales Adam's second moments by
-b / b' (their noise part).  Clipping is off (0), at a fixed norm, or ``"auto"``: at a running estimate of the true
+batches (under a time limit only to a batch at which the rest of the phase still ends in
+time, forecast from the measured time per step); a doubling of the volume batch from b to b'
+points scales Adam's second moments by b / b' (their noise part).  Clipping is off (0), at a fixed norm, or ``"auto"``: at a running estimate of the true
 gradient's norm ``|E g|`` (the best threshold of the simple noisy-quadratic model), the averaged
 ``|g|^2`` debiased by the latest noise trace; the report says how often it acted.
 
@@ -167,10 +169,11 @@ class Adam:
         """Whether the rest of the phase at volume batch b' ends by ``deadline``: the time per
         step since the previous diagnostic, scaled by ``(b' + b_o) / (b + b_o)`` (the plan's cost
         model), times the steps left; the slowest rank decides (one all-reduce, at diagnostic
-        steps only).  Always true without a deadline or before a first measurement."""
+        steps, and only for ``batch = "auto"``).  Always true without a deadline or before a
+        first measurement."""
         now, previous = time.perf_counter(), self._lap
         self._lap = (now, self.count)
-        if self.deadline is None or previous is None or self.count <= previous[1]:
+        if not self.plan.auto or self.deadline is None or previous is None or self.count <= previous[1]:
             return lambda batch: True
         plan, steps_left = self.plan, self.schedule.steps - self.count
         per_step = (now - previous[0]) / (self.count - previous[1])
