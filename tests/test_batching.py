@@ -123,16 +123,16 @@ def test_adams_time_forecast_says_which_batches_fit(small_problem, monkeypatch):
     import vpinn.train.optimizers.adam as adam_module
     adam = trainer_for(small_problem, {"train.batch": "auto", "train.steps": 80}).phases[0].optimizer
     adam.plan.overhead, adam.plan.batches[0] = 4096, 256
-    assert adam._fits_in_time()(2**30)  # no deadline: anything fits
-    adam.deadline = 100.0
-    clock = iter([0.0, 10.0])
+    clock = iter([0.0, 10.0, 11.0])
     monkeypatch.setattr(adam_module.time, "perf_counter", lambda: next(clock))
-    adam.count = 10
+    adam.deadline, adam.count = 100.0, 10
     assert adam._fits_in_time()(2**30)  # no measurement yet
     adam.count = 20  # 10 steps in 10 s; 60 left end at 70 s
     fits = adam._fits_in_time()
     assert fits(512) and fits(2432)
     assert not fits(2433) and not fits(8192)
+    adam.deadline, adam.count = None, 21
+    assert adam._fits_in_time()(2**30)  # no deadline: anything fits
 
 
 class Fixed:

@@ -173,7 +173,7 @@ class Adam:
         first measurement."""
         now, previous = time.perf_counter(), self._lap
         self._lap = (now, self.count)
-        if not self.plan.auto or self.deadline is None or previous is None or self.count <= previous[1]:
+        if not self.plan.auto or self.deadline is None or previous is None:
             return lambda batch: True
         plan, steps_left = self.plan, self.schedule.steps - self.count
         per_step = (now - previous[0]) / (self.count - previous[1])
